@@ -1,0 +1,5 @@
+"""Lets ``python -m archiver`` behave like the console script."""
+
+from archiver.cli import main
+
+main()

@@ -1,0 +1,126 @@
+"""Settings: one frozen object built once (by the CLI) from flags, environment and defaults.
+
+Every setting has an environment variable; the CLI adds a flag for each. The API key is kept out
+of ``repr`` and every rendering of the settings, so it cannot leak through a log line or a dump.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from archiver.errors import ConfigError
+
+DEFAULT_API_URL = "https://api.pixxel.space"
+DEFAULT_DATABASE_URL = "sqlite:///archiver.db"
+
+
+def _parse_status_map(text: str) -> dict[str, str]:
+    """``"archived=succeeded, rejected=failed"`` -> mapping of raw status to class."""
+    mapping: dict[str, str] = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        raw, sep, cls = part.partition("=")
+        if not sep or not raw.strip() or not cls.strip():
+            raise ConfigError(f"status map entry {part!r} is not of the form status=class")
+        mapping[raw.strip()] = cls.strip()
+    return mapping
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: str | None = field(default=None, repr=False)
+    api_url: str = DEFAULT_API_URL
+    auth_scheme: str = ""
+    database_url: str = DEFAULT_DATABASE_URL
+    # HTTP
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    request_deadline: float = 60.0
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_retries: int = 4
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    retry_after_cap: float = 120.0
+    # sync and polling
+    concurrency: int = 8
+    rate_limit: float = 20.0
+    poll_interval: float = 300.0
+    poll_jitter: float = 0.1
+    settle_window: float = 24 * 3600.0
+    settle_interval: float = 3600.0
+    failure_backoff_max: float = 6 * 3600.0
+    pause_after: int = 3
+    # payload interpretation
+    status_map: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "read_timeout", "request_deadline", "poll_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the given settings changed; ``None`` means "not given" and is ignored."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def masked_database_url(self) -> str:
+        return mask_url(self.database_url)
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is reported elsewhere; never echo it raw
+        return "<unparsable database URL>"
+
+
+def _float(text: str) -> float:
+    return float(text)
+
+
+# setting name -> (environment variable, parser)
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "api_key": ("PIXXEL_API_KEY", str),
+    "api_url": ("PIXXEL_API_URL", str),
+    "auth_scheme": ("PIXXEL_AUTH_SCHEME", str),
+    "database_url": ("ARCHIVER_DATABASE_URL", str),
+    "connect_timeout": ("ARCHIVER_CONNECT_TIMEOUT", _float),
+    "read_timeout": ("ARCHIVER_READ_TIMEOUT", _float),
+    "request_deadline": ("ARCHIVER_REQUEST_DEADLINE", _float),
+    "max_retries": ("ARCHIVER_MAX_RETRIES", int),
+    "concurrency": ("ARCHIVER_CONCURRENCY", int),
+    "rate_limit": ("ARCHIVER_RATE_LIMIT", _float),
+    "poll_interval": ("ARCHIVER_POLL_INTERVAL", _float),
+    "settle_window": ("ARCHIVER_SETTLE_WINDOW", _float),
+    "settle_interval": ("ARCHIVER_SETTLE_INTERVAL", _float),
+    "status_map": ("ARCHIVER_STATUS_MAP", _parse_status_map),
+}
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults overridden by the environment; a malformed value is a ConfigError naming it."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    known = {f.name for f in fields(Settings)}
+    for name, (var, parse) in ENVIRONMENT.items():
+        assert name in known
+        raw = environ.get(var)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[name] = parse(raw)
+        except ConfigError:
+            raise
+        except ValueError:
+            shown = "<hidden>" if name == "api_key" else repr(raw)
+            raise ConfigError(f"{var}={shown} is not a valid value") from None
+    return Settings(**values)

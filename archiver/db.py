@@ -1,0 +1,184 @@
+"""Engines, sessions, the dialect's own upsert, and the migration helper.
+
+Users write the URLs they know (``postgresql://``, ``mysql://``, ``mariadb://``); they are mapped
+onto the drivers the extras install (psycopg 3, PyMySQL) so nobody needs to know driver names.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Table, create_engine, event, insert
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine.url import URL
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from archiver.config import mask_url
+from archiver.errors import ConfigError, DatabaseError
+
+_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+_EXTRAS = {"psycopg": "postgres", "pymysql": "mysql"}
+
+
+def normalize_url(url: str | URL) -> URL:
+    """The SQLAlchemy URL with our drivers and, for MySQL, full-Unicode connections."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"not a database URL: {mask_url(str(url))}") from None
+    if parsed.drivername in _DRIVERS:
+        parsed = parsed.set(drivername=_DRIVERS[parsed.drivername])
+    if parsed.get_backend_name() in ("mysql", "mariadb") and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (reports, BI tools) run while the archiver writes; NORMAL is durable at
+    # every checkpoint and loses at most the last commits on power loss, never corrupts.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """An engine for the URL; a missing driver is a ConfigError naming the extra to install."""
+    parsed = normalize_url(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine = create_engine(parsed, **kwargs)
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            kwargs.setdefault("pool_pre_ping", True)
+            engine = create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        driver = parsed.get_driver_name()
+        extra = _EXTRAS.get(driver)
+        hint = f": pip install 'job-archiver[{extra}]'" if extra else ""
+        raise ConfigError(f"no database driver {driver!r} installed{hint}") from exc
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+# --- upsert --------------------------------------------------------------------------------------
+
+
+def upsert(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    key: Sequence[str],
+    update: Iterable[str] | None = None,
+) -> None:
+    """Insert rows, or update ``update`` columns of rows whose natural ``key`` exists.
+
+    One statement executed with many parameter sets. ``update=()`` means insert-or-ignore. Callers
+    de-duplicate ``rows`` on ``key`` first: PostgreSQL refuses the same key twice in one statement.
+    """
+    if not rows:
+        return
+    columns = list(rows[0])
+    update = [c for c in (columns if update is None else update) if c not in key]
+    dialect = session.get_bind().dialect.name
+    stmt: Any
+    if dialect in ("sqlite", "postgresql"):
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        stmt = dialect_insert(table)
+        if update:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(key), set_={c: stmt.excluded[c] for c in update}
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
+    elif dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        stmt = mysql_insert(table)
+        # MySQL has no DO NOTHING: re-assigning a key column to itself is the idiom
+        targets = update or [key[0]]
+        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in targets})
+    else:  # pragma: no cover - only the three supported dialects reach here
+        stmt = insert(table)
+    session.execute(stmt, list(rows))
+
+
+# --- migrations ----------------------------------------------------------------------------------
+
+
+def migrations_path() -> Path:
+    return Path(str(resources.files("archiver") / "migrations"))
+
+
+def alembic_config(url: str | URL) -> Config:
+    """An Alembic config that needs no alembic.ini: works from any folder after a plain install."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_path()))
+    config.attributes["database_url"] = normalize_url(url)
+    return config
+
+
+def upgrade(url: str | URL, revision: str = "head") -> None:
+    try:
+        command.upgrade(alembic_config(url), revision)
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot migrate {mask_url(str(url))}: {_first_line(exc)}") from None
+
+
+def downgrade(url: str | URL, revision: str) -> None:
+    command.downgrade(alembic_config(url), revision)
+
+
+@functools.cache
+def head_revision() -> str | None:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_path()))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise DatabaseError unless the database is reachable and at the code's schema revision."""
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as exc:
+        raise DatabaseError(
+            f"cannot connect to {mask_url(str(engine.url))}: {_first_line(exc)}"
+        ) from None
+    head = head_revision()
+    if current is None:
+        raise DatabaseError(
+            f"{mask_url(str(engine.url))} has no archive schema yet: run `archiver db upgrade`"
+        )
+    if current != head:
+        raise DatabaseError(
+            f"database schema is at {current}, the code expects {head}: run `archiver db upgrade`"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__

@@ -1,0 +1,331 @@
+"""The archive's tables as SQLAlchemy 2.x typed declarative models.
+
+Natural keys are declared once, as named unique constraints, and are the upsert conflict targets
+on every dialect (``UPSERT_KEYS``). Names avoid SQL reserved words so BI users never quote.
+The schema itself is created by the Alembic migrations; ``tests/test_migrations.py`` proves these
+models and the migrations agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from archiver.sqltypes import BigIntPK, LongText, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(255)
+SHA = String(64)
+Pct = Numeric(9, 4)
+Seconds = Numeric(20, 3)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        int: BigInteger(),
+        bool: Boolean(),
+        dict[str, Any]: JSON(),
+        Any: JSON(),
+    }
+
+
+def _id() -> Mapped[int]:
+    return mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+
+
+class JobState:
+    """Typed columns of a job's state, shared by ``jobs`` (current) and ``job_versions``."""
+
+    status: Mapped[str | None] = mapped_column(String(64))
+    status_class: Mapped[str | None] = mapped_column(String(16))
+    is_terminal: Mapped[bool | None]
+    progress: Mapped[str | None] = mapped_column(String(255))
+    progress_pct: Mapped[Decimal | None] = mapped_column(Pct)
+    cost: Mapped[int | None]
+    time_taken: Mapped[str | None] = mapped_column(String(255))
+    time_taken_s: Mapped[Decimal | None] = mapped_column(Seconds)
+    estimated_duration: Mapped[int | None]
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    exec_created_at: Mapped[datetime | None]
+    exec_updated_at: Mapped[datetime | None]
+    spec: Mapped[Any | None]
+    extra: Mapped[Any | None]
+
+
+class TaskState:
+    """Typed columns of a task's state, shared by ``tasks`` and ``task_versions``."""
+
+    name: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(String(64))
+    status_class: Mapped[str | None] = mapped_column(String(16))
+    is_terminal: Mapped[bool | None]
+    progress: Mapped[Decimal | None] = mapped_column(Pct)
+    estimated_time_duration: Mapped[int | None]
+    time_taken: Mapped[str | None] = mapped_column(String(255))
+    time_taken_s: Mapped[Decimal | None] = mapped_column(Seconds)
+    state_msg: Mapped[str | None] = mapped_column(LongText)
+    err_msg: Mapped[str | None] = mapped_column(LongText)
+    failure_type: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    recv_time: Mapped[datetime | None]
+    send_time: Mapped[datetime | None]
+    block_inf_start_time: Mapped[datetime | None]
+    block_inf_end_time: Mapped[datetime | None]
+    block_id: Mapped[str | None] = mapped_column(String(255))
+    block_name: Mapped[str | None] = mapped_column(String(255))
+    block_version: Mapped[str | None] = mapped_column(String(255))
+    depends_on: Mapped[Any | None]
+    info_logs: Mapped[Any | None]
+    inputs: Mapped[Any | None]
+    result: Mapped[Any | None]
+    disclaimer: Mapped[Any | None]
+    extra: Mapped[Any | None]
+
+
+class TrackedJob(Base):
+    __tablename__ = "tracked_jobs"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "job_id"),
+        Index(None, "state", "next_poll_at"),
+    )
+
+    id: Mapped[int] = _id()
+    workflow_id: Mapped[str] = mapped_column(ID)
+    job_id: Mapped[str] = mapped_column(ID)
+    added_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16))
+    next_poll_at: Mapped[datetime | None]
+    last_polled_at: Mapped[datetime | None]
+    last_status: Mapped[str | None] = mapped_column(String(64))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Job(JobState, Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "job_id"),
+        Index(None, "status_class"),
+        Index(None, "created_at"),
+        Index(None, "created_by"),
+    )
+
+    id: Mapped[int] = _id()
+    workflow_id: Mapped[str] = mapped_column(ID)
+    job_id: Mapped[str] = mapped_column(ID)
+    version: Mapped[int] = mapped_column(Integer)
+    payload_sha256: Mapped[str] = mapped_column(SHA)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    last_changed_at: Mapped[datetime]
+
+
+class Task(TaskState, Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "job_id", "task_id"),
+        Index(None, "block_name", "block_version"),
+        Index(None, "status_class"),
+    )
+
+    id: Mapped[int] = _id()
+    workflow_id: Mapped[str] = mapped_column(ID)
+    job_id: Mapped[str] = mapped_column(ID)
+    task_id: Mapped[str] = mapped_column(ID)
+    version: Mapped[int] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]
+
+
+class TaskDependency(Base):
+    __tablename__ = "task_dependencies"
+    __table_args__ = (
+        UniqueConstraint(
+            "workflow_id",
+            "job_id",
+            "task_id",
+            "depends_on_task_id",
+            name="uq_task_dependencies_edge",
+        ),
+    )
+
+    id: Mapped[int] = _id()
+    workflow_id: Mapped[str] = mapped_column(ID)
+    job_id: Mapped[str] = mapped_column(ID)
+    task_id: Mapped[str] = mapped_column(ID)
+    depends_on_task_id: Mapped[str] = mapped_column(ID)
+
+
+class ValError(Base):
+    __tablename__ = "val_errors"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "job_id", "fingerprint"),
+        Index(None, "resolved_at"),
+    )
+
+    id: Mapped[int] = _id()
+    workflow_id: Mapped[str] = mapped_column(ID)
+    job_id: Mapped[str] = mapped_column(ID)
+    fingerprint: Mapped[str] = mapped_column(SHA)
+    source_component: Mapped[str | None] = mapped_column(LongText)
+    target_component: Mapped[str | None] = mapped_column(LongText)
+    err: Mapped[str | None] = mapped_column(LongText)
+    reason: Mapped[str | None] = mapped_column(LongText)
+    component_name: Mapped[str | None] = mapped_column(LongText)
+    occurrences: Mapped[int] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+
+class JobSnapshot(Base):
+    """Every distinct payload as received; ``applied`` is false for stale ones kept as evidence."""
+
+    __tablename__ = "job_snapshots"
+    __table_args__ = (
+        Index(None, "workflow_id", "job_id", "fetched_at"),
+        Index(None, "workflow_id", "job_id", "sha256"),
+    )
+
+    id: Mapped[int] = _id()
+    workflow_id: Mapped[str] = mapped_column(ID)
+    job_id: Mapped[str] = mapped_column(ID)
+    sha256: Mapped[str] = mapped_column(SHA)
+    fetched_at: Mapped[datetime]
+    applied: Mapped[bool]
+    body: Mapped[str] = mapped_column(LongText)
+
+
+class JobVersion(JobState, Base):
+    __tablename__ = "job_versions"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "job_id", "version"),
+        Index(None, "valid_from"),
+    )
+
+    id: Mapped[int] = _id()
+    workflow_id: Mapped[str] = mapped_column(ID)
+    job_id: Mapped[str] = mapped_column(ID)
+    version: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[datetime]
+    valid_to: Mapped[datetime | None]
+    payload_sha256: Mapped[str] = mapped_column(SHA)
+
+
+class TaskVersion(TaskState, Base):
+    __tablename__ = "task_versions"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "job_id", "task_id", "version"),
+        Index(None, "valid_from"),
+    )
+
+    id: Mapped[int] = _id()
+    workflow_id: Mapped[str] = mapped_column(ID)
+    job_id: Mapped[str] = mapped_column(ID)
+    task_id: Mapped[str] = mapped_column(ID)
+    version: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[datetime]
+    valid_to: Mapped[datetime | None]
+
+
+class JobChange(Base):
+    """Append-only field-level audit log; ``entity_key`` is a task id or an error fingerprint."""
+
+    __tablename__ = "job_changes"
+    __table_args__ = (
+        Index(None, "workflow_id", "job_id", "observed_at"),
+        Index(None, "observed_at"),
+        Index(None, "entity", "field"),
+    )
+
+    id: Mapped[int] = _id()
+    workflow_id: Mapped[str] = mapped_column(ID)
+    job_id: Mapped[str] = mapped_column(ID)
+    task_id: Mapped[str | None] = mapped_column(ID)
+    entity: Mapped[str] = mapped_column(String(16))
+    entity_key: Mapped[str | None] = mapped_column(ID)
+    field: Mapped[str] = mapped_column(String(64))
+    old_value: Mapped[str | None] = mapped_column(LongText)
+    new_value: Mapped[str | None] = mapped_column(LongText)
+    observed_at: Mapped[datetime]
+
+
+class IngestProblem(Base):
+    """A value of a payload that could not be taken as is (the snapshot keeps the original)."""
+
+    __tablename__ = "ingest_problems"
+    __table_args__ = (Index(None, "workflow_id", "job_id", "observed_at"),)
+
+    id: Mapped[int] = _id()
+    workflow_id: Mapped[str] = mapped_column(ID)
+    job_id: Mapped[str] = mapped_column(ID)
+    task_id: Mapped[str | None] = mapped_column(ID)
+    field: Mapped[str] = mapped_column(String(255))
+    raw_value: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+    payload_sha256: Mapped[str] = mapped_column(SHA)
+    observed_at: Mapped[datetime]
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = _id()
+    kind: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    finished_at: Mapped[datetime | None]
+    jobs_total: Mapped[int] = mapped_column(Integer, default=0)
+    archived: Mapped[int] = mapped_column(Integer, default=0)
+    changed: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    stale: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    problems: Mapped[int] = mapped_column(Integer, default=0)
+    host: Mapped[str | None] = mapped_column(String(255))
+
+
+class SyncError(Base):
+    __tablename__ = "sync_errors"
+    __table_args__ = (Index(None, "workflow_id", "job_id", "occurred_at"),)
+
+    id: Mapped[int] = _id()
+    sync_run_id: Mapped[int | None] = mapped_column(BigIntPK, ForeignKey("sync_runs.id"))
+    workflow_id: Mapped[str | None] = mapped_column(ID)
+    job_id: Mapped[str | None] = mapped_column(ID)
+    occurred_at: Mapped[datetime]
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)

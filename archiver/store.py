@@ -1,0 +1,422 @@
+"""Apply one parsed payload to the archive: current tables, versions, change log, snapshot.
+
+``archive`` takes a session and never commits: the caller wraps each job in one transaction, so
+after a crash the database holds the previous or the new state of a job, never a mix. History is
+written explicitly here, beside the current-state upserts, not by ORM events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from archiver.db import upsert
+from archiver.history import as_text, changed_fields
+from archiver.models import (
+    IngestProblem,
+    Job,
+    JobChange,
+    JobSnapshot,
+    JobVersion,
+    Task,
+    TaskDependency,
+    TaskVersion,
+    ValError,
+)
+from archiver.payload import JOB_FIELDS, TASK_FIELDS, VAL_ERROR_FIELDS, ParsedPayload
+
+Outcome = Literal["new", "changed", "unchanged", "stale"]
+
+JOBS = Job.__table__
+TASKS = Task.__table__
+DEPS = TaskDependency.__table__
+VAL_ERRORS = ValError.__table__
+CHANGES = JobChange.__table__
+
+
+@dataclass
+class ArchiveResult:
+    workflow_id: str
+    job_id: str
+    outcome: Outcome
+    changes: int = 0
+    problems: int = 0
+    version: int | None = None
+    status: str | None = None
+    is_terminal: bool | None = None
+
+
+@dataclass
+class _JobWrite:
+    """Everything one archive call writes, collected so each table gets one statement."""
+
+    workflow_id: str
+    job_id: str
+    observed_at: datetime
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+    def change(
+        self,
+        entity: str,
+        name: str,
+        old: Any,
+        new: Any,
+        *,
+        task_id: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.changes.append(
+            {
+                "workflow_id": self.workflow_id,
+                "job_id": self.job_id,
+                "task_id": task_id,
+                "entity": entity,
+                "entity_key": key if key is not None else task_id,
+                "field": name,
+                "old_value": as_text(old),
+                "new_value": as_text(new),
+                "observed_at": self.observed_at,
+            }
+        )
+
+
+def _job_key(table: Any, workflow_id: str, job_id: str) -> Any:
+    return and_(table.c.workflow_id == workflow_id, table.c.job_id == job_id)
+
+
+def _is_stale(
+    current: Mapping[str, Any], updated_at: datetime | None, fetched_at: datetime
+) -> bool:
+    """Older than the archived state by the API's ``updated_at``, else by fetch time."""
+    archived_updated = current["updated_at"]
+    if updated_at is not None and archived_updated is not None and updated_at != archived_updated:
+        return updated_at < archived_updated
+    return fetched_at < current["last_seen_at"]
+
+
+def archive(session: Session, parsed: ParsedPayload, fetched_at: datetime) -> ArchiveResult:
+    """Archive one payload fetched at ``fetched_at`` (aware). Does not commit."""
+    wf, job_id = parsed.workflow_id, parsed.job_id
+    query = select(JOBS).where(_job_key(JOBS, wf, job_id))
+    if session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update()
+    current = session.execute(query).mappings().first()
+    result = ArchiveResult(
+        wf,
+        job_id,
+        "unchanged",
+        status=parsed.job["status"],
+        is_terminal=parsed.job["is_terminal"],
+    )
+
+    if current is not None and current["payload_sha256"] == parsed.sha256:
+        result.version = current["version"]
+        if fetched_at > current["last_seen_at"]:
+            _touch(session, wf, job_id, fetched_at, parsed)
+        return result
+
+    if current is not None and _is_stale(current, parsed.job["updated_at"], fetched_at):
+        _keep_stale_snapshot(session, parsed, fetched_at)
+        result.outcome, result.version = "stale", current["version"]
+        result.status, result.is_terminal = current["status"], current["is_terminal"]
+        return result
+
+    # Fetch order and updated_at order can disagree (files ingested without fetch times); the
+    # history must still read forwards, so a newer state is never dated before the last one.
+    observed = fetched_at if current is None else max(fetched_at, current["last_seen_at"])
+    write = _JobWrite(wf, job_id, observed)
+    session.execute(
+        insert(JobSnapshot.__table__).values(
+            workflow_id=wf,
+            job_id=job_id,
+            sha256=parsed.sha256,
+            fetched_at=fetched_at,
+            applied=True,
+            body=parsed.body,
+        )
+    )
+    version = _write_job_version(session, write, current, parsed)
+    if parsed.tasks is not None:
+        _write_tasks(session, write, parsed)
+    if parsed.val_errors is not None:
+        _write_val_errors(session, write, parsed)
+    if write.changes:
+        session.execute(insert(CHANGES), write.changes)
+    if parsed.problems:
+        session.execute(
+            insert(IngestProblem.__table__),
+            [
+                {
+                    "workflow_id": wf,
+                    "job_id": job_id,
+                    "task_id": p.task_id,
+                    "field": p.field[:255],
+                    "raw_value": p.raw_value,
+                    "message": p.message,
+                    "payload_sha256": parsed.sha256,
+                    "observed_at": observed,
+                }
+                for p in parsed.problems
+            ],
+        )
+
+    row = {
+        "workflow_id": wf,
+        "job_id": job_id,
+        **parsed.job,
+        "version": version,
+        "payload_sha256": parsed.sha256,
+        "first_seen_at": observed,
+        "last_seen_at": observed,
+        "last_changed_at": observed
+        if write.changes or current is None
+        else current["last_changed_at"],
+    }
+    upsert(
+        session, JOBS, [row], key=("workflow_id", "job_id"), update=_without(row, "first_seen_at")
+    )
+    result.outcome = "new" if current is None else ("changed" if write.changes else "unchanged")
+    result.changes, result.problems, result.version = (
+        len(write.changes),
+        len(parsed.problems),
+        version,
+    )
+    return result
+
+
+def _without(row: Mapping[str, Any], *names: str) -> list[str]:
+    return [c for c in row if c not in names]
+
+
+def _touch(session: Session, wf: str, job_id: str, seen: datetime, parsed: ParsedPayload) -> None:
+    """The same payload again: only the last-seen times move."""
+    session.execute(update(JOBS).where(_job_key(JOBS, wf, job_id)).values(last_seen_at=seen))
+    if parsed.tasks:
+        session.execute(
+            update(TASKS)
+            .where(_job_key(TASKS, wf, job_id), TASKS.c.removed_at.is_(None))
+            .values(last_seen_at=seen)
+        )
+    if parsed.val_errors:
+        session.execute(
+            update(VAL_ERRORS)
+            .where(_job_key(VAL_ERRORS, wf, job_id), VAL_ERRORS.c.resolved_at.is_(None))
+            .values(last_seen_at=seen)
+        )
+
+
+def _keep_stale_snapshot(session: Session, parsed: ParsedPayload, fetched_at: datetime) -> None:
+    """An older payload is evidence, so it is kept (once), but it changes no state."""
+    table = JobSnapshot.__table__
+    exists = session.execute(
+        select(table.c.id)
+        .where(_job_key(table, parsed.workflow_id, parsed.job_id), table.c.sha256 == parsed.sha256)
+        .limit(1)
+    ).first()
+    if exists is None:
+        session.execute(
+            insert(table).values(
+                workflow_id=parsed.workflow_id,
+                job_id=parsed.job_id,
+                sha256=parsed.sha256,
+                fetched_at=fetched_at,
+                applied=False,
+                body=parsed.body,
+            )
+        )
+
+
+def _write_job_version(
+    session: Session, write: _JobWrite, current: Mapping[str, Any] | None, parsed: ParsedPayload
+) -> int:
+    fields = changed_fields(current, parsed.job, JOB_FIELDS)
+    if current is not None and not fields:
+        return int(current["version"])
+    for name in fields:
+        write.change("job", name, current[name] if current else None, parsed.job[name])
+    version = 1
+    table = JobVersion.__table__
+    if current is not None:
+        version = current["version"] + 1
+        session.execute(
+            update(table)
+            .where(_job_key(table, write.workflow_id, write.job_id))
+            .where(table.c.version == current["version"])
+            .values(valid_to=write.observed_at)
+        )
+    session.execute(
+        insert(table).values(
+            workflow_id=write.workflow_id,
+            job_id=write.job_id,
+            version=version,
+            valid_from=write.observed_at,
+            valid_to=None,
+            payload_sha256=parsed.sha256,
+            **parsed.job,
+        )
+    )
+    return version
+
+
+def _close_task_versions(session: Session, write: _JobWrite, closing: Sequence[tuple[str, int]]):
+    if not closing:
+        return
+    table = TaskVersion.__table__
+    session.execute(
+        update(table)
+        .where(
+            _job_key(table, write.workflow_id, write.job_id),
+            table.c.task_id == bindparam("b_task_id"),
+            table.c.version == bindparam("b_version"),
+        )
+        .values(valid_to=write.observed_at),
+        [{"b_task_id": t, "b_version": v} for t, v in closing],
+    )
+
+
+def _write_tasks(session: Session, write: _JobWrite, parsed: ParsedPayload) -> None:
+    wf, job_id, seen = write.workflow_id, write.job_id, write.observed_at
+    rows = session.execute(select(TASKS).where(_job_key(TASKS, wf, job_id))).mappings()
+    existing = {row["task_id"]: row for row in rows}
+    assert parsed.tasks is not None
+    incoming = {t.task_id for t in parsed.tasks}
+
+    session.execute(
+        update(TASKS)
+        .where(_job_key(TASKS, wf, job_id), TASKS.c.removed_at.is_(None))
+        .values(last_seen_at=seen)
+    )
+    upserts: list[dict[str, Any]] = []
+    closing: list[tuple[str, int]] = []
+    versions: list[dict[str, Any]] = []
+    for task in parsed.tasks:
+        old = existing.get(task.task_id)
+        if old is not None and old["removed_at"] is None:
+            fields = changed_fields(old, task.state, TASK_FIELDS)
+            if not fields:
+                continue
+            closing.append((task.task_id, old["version"]))
+        else:
+            fields = changed_fields(old, task.state, TASK_FIELDS)
+            previous = "removed" if old is not None else None
+            write.change("task", "presence", previous, "present", task_id=task.task_id)
+        for name in fields:
+            write.change(
+                "task", name, old[name] if old else None, task.state[name], task_id=task.task_id
+            )
+        version = old["version"] + 1 if old is not None else 1
+        base = {"workflow_id": wf, "job_id": job_id, "task_id": task.task_id, "version": version}
+        versions.append({**base, **task.state, "valid_from": seen, "valid_to": None})
+        upserts.append(
+            {**base, **task.state, "first_seen_at": seen, "last_seen_at": seen, "removed_at": None}
+        )
+
+    removed = [
+        tid for tid, row in existing.items() if tid not in incoming and row["removed_at"] is None
+    ]
+    for tid in removed:
+        write.change("task", "presence", "present", "removed", task_id=tid)
+        closing.append((tid, existing[tid]["version"]))
+    if removed:
+        session.execute(
+            update(TASKS)
+            .where(_job_key(TASKS, wf, job_id), TASKS.c.task_id.in_(removed))
+            .values(removed_at=seen)
+        )
+    _close_task_versions(session, write, closing)
+    if versions:
+        session.execute(insert(TaskVersion.__table__), versions)
+    upsert(
+        session,
+        TASKS,
+        upserts,
+        key=("workflow_id", "job_id", "task_id"),
+        update=_without(upserts[0], "first_seen_at") if upserts else (),
+    )
+    _write_dependencies(session, write, parsed, incoming)
+
+
+def _write_dependencies(
+    session: Session, write: _JobWrite, parsed: ParsedPayload, task_ids: set[str]
+) -> None:
+    """The edges of the reported tasks become exactly the payload's; history is in depends_on."""
+    wf, job_id = write.workflow_id, write.job_id
+    rows = session.execute(
+        select(DEPS.c.task_id, DEPS.c.depends_on_task_id).where(_job_key(DEPS, wf, job_id))
+    )
+    existing = {(r.task_id, r.depends_on_task_id) for r in rows if r.task_id in task_ids}
+    wanted = set(parsed.dependencies)
+    gone = existing - wanted
+    if gone:
+        session.execute(
+            delete(DEPS).where(
+                _job_key(DEPS, wf, job_id),
+                DEPS.c.task_id == bindparam("b_task"),
+                DEPS.c.depends_on_task_id == bindparam("b_dep"),
+            ),
+            [{"b_task": t, "b_dep": d} for t, d in sorted(gone)],
+        )
+    new = sorted(wanted - existing)
+    if new:
+        upsert(
+            session,
+            DEPS,
+            [
+                {"workflow_id": wf, "job_id": job_id, "task_id": t, "depends_on_task_id": d}
+                for t, d in new
+            ],
+            key=("workflow_id", "job_id", "task_id", "depends_on_task_id"),
+            update=(),
+        )
+
+
+def _write_val_errors(session: Session, write: _JobWrite, parsed: ParsedPayload) -> None:
+    wf, job_id, seen = write.workflow_id, write.job_id, write.observed_at
+    rows = session.execute(select(VAL_ERRORS).where(_job_key(VAL_ERRORS, wf, job_id))).mappings()
+    existing = {row["fingerprint"]: row for row in rows}
+    assert parsed.val_errors is not None
+    upserts: list[dict[str, Any]] = []
+    for error in parsed.val_errors:
+        old = existing.get(error.fingerprint)
+        key = error.fingerprint
+        if old is None:
+            write.change("val_error", "state", None, "open", key=key)
+        elif old["resolved_at"] is not None:
+            write.change("val_error", "state", "resolved", "open", key=key)
+        if old is not None and old["occurrences"] != error.occurrences:
+            write.change("val_error", "occurrences", old["occurrences"], error.occurrences, key=key)
+        upserts.append(
+            {
+                "workflow_id": wf,
+                "job_id": job_id,
+                "fingerprint": key,
+                **{name: error.fields[name] for name in VAL_ERROR_FIELDS},
+                "occurrences": error.occurrences,
+                "first_seen_at": seen,
+                "last_seen_at": seen,
+                "resolved_at": None,
+            }
+        )
+    incoming = {e.fingerprint for e in parsed.val_errors}
+    resolved = [fp for fp, r in existing.items() if fp not in incoming and r["resolved_at"] is None]
+    for fp in resolved:
+        write.change("val_error", "state", "open", "resolved", key=fp)
+    if resolved:
+        session.execute(
+            update(VAL_ERRORS)
+            .where(_job_key(VAL_ERRORS, wf, job_id), VAL_ERRORS.c.fingerprint.in_(resolved))
+            .values(resolved_at=seen)
+        )
+    if upserts:
+        upsert(
+            session,
+            VAL_ERRORS,
+            upserts,
+            key=("workflow_id", "job_id", "fingerprint"),
+            update=_without(upserts[0], "first_seen_at", *VAL_ERROR_FIELDS),
+        )

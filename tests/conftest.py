@@ -1,0 +1,100 @@
+"""Database fixtures: every database test runs on SQLite, and on PostgreSQL and MariaDB when
+``ARCHIVER_TEST_POSTGRES_URL`` / ``ARCHIVER_TEST_MYSQL_URL`` are set (``.ci/run`` sets both).
+
+Each test gets its own database: a file on SQLite, a schema on PostgreSQL (selected through the
+connection's ``search_path``), a database on MariaDB, migrated by the real migrations, and
+dropped afterwards. Tests never share data.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from archiver import db  # noqa: E402
+
+POSTGRES_URL = os.environ.get("ARCHIVER_TEST_POSTGRES_URL")
+MYSQL_URL = os.environ.get("ARCHIVER_TEST_MYSQL_URL")
+BACKENDS = ("sqlite", "postgresql", "mariadb")
+
+
+def _fresh_postgres(name: str) -> tuple[str, callable]:
+    assert POSTGRES_URL
+    admin = db.make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    url = db.normalize_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={name}"})
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+    return url.render_as_string(hide_password=False), drop
+
+
+def _fresh_mysql(name: str) -> tuple[str, callable]:
+    assert MYSQL_URL
+    admin = db.make_engine(MYSQL_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    url = db.normalize_url(MYSQL_URL).set(database=name)
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE `{name}`"))
+        admin.dispose()
+
+    return url.render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty, isolated database on each configured backend."""
+    backend = request.param
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'archive.db'}"
+        return
+    if backend == "postgresql" and not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests need ARCHIVER_TEST_POSTGRES_URL (bash .ci/run sets it)")
+    if backend == "mariadb" and not MYSQL_URL:
+        pytest.skip("MariaDB tests need ARCHIVER_TEST_MYSQL_URL (bash .ci/run sets it)")
+    url, drop = (_fresh_postgres if backend == "postgresql" else _fresh_mysql)(name)
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture
+def db_url(empty_db_url: str) -> str:
+    """URL of an isolated database migrated to head by the real migrations."""
+    db.upgrade(empty_db_url)
+    return empty_db_url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = db.make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return db.session_factory(engine)
+
+
+def backend_of(url: str) -> str:
+    return make_url(url).get_backend_name()
