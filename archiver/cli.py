@@ -14,14 +14,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.console import Console
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from archiver import __version__
 from archiver import db as dbmod
 from archiver.config import Settings, mask_url, settings_from_env
+from archiver.demo import run_sample_demo
 from archiver.errors import ArchiverError
 from archiver.ingest import Item, read_items
 from archiver.ingest import ingest as run_ingest
+from archiver.queries import job_history
+from archiver.render import history_json, history_table
 from archiver.statuses import StatusClassifier
 from archiver.values import parse_timestamp
 
@@ -172,6 +176,45 @@ def ingest(
             engine.dispose()
     click.echo(summary.line())
     if summary.failed:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("workflow_id")
+@click.argument("job_id")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@database_option
+def history(workflow_id: str, job_id: str, fmt: str, database_url: str | None) -> None:
+    """The job's change history (job, tasks, validation errors), oldest first."""
+    settings = build_settings(database_url=database_url)
+    with reported_errors(settings):
+        engine = dbmod.make_engine(settings.database_url)
+        try:
+            dbmod.check_schema(engine)
+            with dbmod.session_factory(engine)() as session:
+                rows = job_history(session, workflow_id, job_id)
+        finally:
+            engine.dispose()
+    if not rows:
+        raise Abort(
+            f"no history for job {workflow_id}/{job_id} in {settings.masked_database_url()}"
+        )
+    if fmt == "json":
+        click.echo(history_json(rows))
+    else:
+        Console(soft_wrap=False).print(history_table(rows, f"history of {workflow_id}/{job_id}"))
+
+
+@cli.command()
+@database_option
+def demo(database_url: str | None) -> None:
+    """Show the whole product on the embedded default (SQLite), with no setup."""
+    settings = build_settings(database_url=database_url)
+    with reported_errors(settings):
+        failed = run_sample_demo(settings.database_url, Console())
+    if failed:
         raise SystemExit(1)
 
 

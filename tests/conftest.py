@@ -25,6 +25,8 @@ from archiver import db  # noqa: E402
 
 POSTGRES_URL = os.environ.get("ARCHIVER_TEST_POSTGRES_URL")
 MYSQL_URL = os.environ.get("ARCHIVER_TEST_MYSQL_URL")
+# CI sets this so that a missing URL fails the run instead of quietly skipping a database.
+REQUIRE_ALL = os.environ.get("ARCHIVER_REQUIRE_ALL_DATABASES") == "1"
 BACKENDS = ("sqlite", "postgresql", "mariadb")
 
 
@@ -66,10 +68,13 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'archive.db'}"
         return
-    if backend == "postgresql" and not POSTGRES_URL:
-        pytest.skip("PostgreSQL tests need ARCHIVER_TEST_POSTGRES_URL (bash .ci/run sets it)")
-    if backend == "mariadb" and not MYSQL_URL:
-        pytest.skip("MariaDB tests need ARCHIVER_TEST_MYSQL_URL (bash .ci/run sets it)")
+    missing = {"postgresql": not POSTGRES_URL, "mariadb": not MYSQL_URL}[backend]
+    if missing:
+        var = "ARCHIVER_TEST_POSTGRES_URL" if backend == "postgresql" else "ARCHIVER_TEST_MYSQL_URL"
+        reason = f"{backend} tests need {var} (bash .ci/run sets it)"
+        if REQUIRE_ALL:
+            pytest.fail(reason)
+        pytest.skip(reason)
     url, drop = (_fresh_postgres if backend == "postgresql" else _fresh_mysql)(name)
     try:
         yield url
