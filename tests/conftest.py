@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from archiver import db  # noqa: E402
+from archiver import db
 
 POSTGRES_URL = os.environ.get("ARCHIVER_TEST_POSTGRES_URL")
 MYSQL_URL = os.environ.get("ARCHIVER_TEST_MYSQL_URL")

@@ -1,4 +1,4 @@
-"""Hand-written payload builders for tests: realistic shape, every field under the test's control."""
+"""Hand-written payload builders for tests: realistic shape, every field under test control."""
 
 from __future__ import annotations
 

@@ -8,10 +8,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import factories
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-import factories
 from archiver import db
 from archiver.cli import cli
 from archiver.models import Job, JobVersion, SyncError, SyncRun

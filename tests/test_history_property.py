@@ -12,12 +12,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import factories
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-import factories
 from archiver.history import same
 from archiver.ingest import archive_one
 from archiver.models import Job, JobChange, JobSnapshot, JobVersion, Task, TaskVersion, ValError

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import factories
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 
-import factories
 from archiver import db
 from archiver.ingest import archive_one
 from archiver.models import Base, Job, JobChange

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+import factories
 import pytest
 
-import factories
 from archiver.errors import PayloadError
 from archiver.payload import parse_payload
 from archiver.statuses import StatusClassifier
