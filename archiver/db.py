@@ -47,7 +47,9 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling is switched off so that _sqlite_begin decides.
+    dbapi_connection.isolation_level = None
     # WAL lets readers (reports, BI tools) run while the archiver writes; NORMAL is durable at
     # every checkpoint and loses at most the last commits on power loss, never corrupts.
     cursor = dbapi_connection.cursor()
@@ -58,13 +60,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(connection: Any) -> None:
+    # A deferred transaction that reads and then writes cannot wait for a concurrent writer in
+    # WAL mode (SQLITE_BUSY at once); taking the write lock up front makes threads queue on the
+    # busy timeout instead.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     """An engine for the URL; a missing driver is a ConfigError naming the extra to install."""
     parsed = normalize_url(url)
     try:
         if parsed.get_backend_name() == "sqlite":
             engine = create_engine(parsed, **kwargs)
-            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "connect", _sqlite_connect)
+            event.listen(engine, "begin", _sqlite_begin)
         else:
             kwargs.setdefault("pool_pre_ping", True)
             engine = create_engine(parsed, **kwargs)

@@ -12,19 +12,17 @@ reported with its file and line and recorded in ``sync_errors``; the others are 
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from archiver import runs
 from archiver.errors import ArchiverError, PayloadError
 from archiver.jsonload import JsonError, loads
-from archiver.models import SyncError, SyncRun
 from archiver.payload import parse_payload
 from archiver.statuses import DEFAULT_CLASSIFIER, StatusClassifier
 from archiver.store import ArchiveResult, archive
@@ -66,6 +64,17 @@ class Summary:
         setattr(self, result.outcome, getattr(self, result.outcome) + 1)
         self.changes += result.changes
         self.problems += result.problems
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "jobs_total": self.total,
+            "archived": self.archived,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "stale": self.stale,
+            "failed": self.failed,
+            "problems": self.problems,
+        }
 
     def line(self) -> str:
         return (
@@ -169,7 +178,8 @@ def ingest(
 ) -> Summary:
     """Archive every item, each in its own transaction; failures are recorded, not fatal."""
     summary = Summary()
-    run_id = _start_run(sessions, "ingest", now())
+    with sessions.begin() as session:
+        run_id = runs.start_run(session, "ingest", now())
     for item in items:
         result, error = None, item.error
         if error is None:
@@ -188,10 +198,20 @@ def ingest(
             summary.failed += 1
             message = f"{item.source}: {error}"
             summary.errors.append(message)
-            _record_error(sessions, run_id, item, message, now())
+            with sessions.begin() as session:
+                runs.record_error(
+                    session,
+                    run_id,
+                    workflow_id=_text_id(item.raw, "workflow_id"),
+                    job_id=_text_id(item.raw, "id"),
+                    when=now(),
+                    reason="invalid_payload",
+                    message=message,
+                )
         if on_result is not None:
             on_result(item, result, error)
-    _finish_run(sessions, run_id, summary, now())
+    with sessions.begin() as session:
+        runs.finish_run(session, run_id, summary.counts(), now())
     return summary
 
 
@@ -200,52 +220,6 @@ def _db_reason(exc: DBAPIError) -> str:
     return lines[0][:300] if lines else type(exc.orig).__name__
 
 
-def _start_run(sessions: sessionmaker[Session], kind: str, started: datetime) -> int:
-    with sessions.begin() as session:
-        result = session.execute(
-            insert(SyncRun.__table__).values(
-                kind=kind, started_at=started, host=socket.gethostname()[:255]
-            )
-        )
-        return int(result.inserted_primary_key[0])
-
-
-def _finish_run(
-    sessions: sessionmaker[Session], run_id: int, summary: Summary, finished: datetime
-) -> None:
-    with sessions.begin() as session:
-        session.execute(
-            update(SyncRun.__table__)
-            .where(SyncRun.__table__.c.id == run_id)
-            .values(
-                finished_at=finished,
-                jobs_total=summary.total,
-                archived=summary.archived,
-                changed=summary.changed,
-                unchanged=summary.unchanged,
-                stale=summary.stale,
-                failed=summary.failed,
-                problems=summary.problems,
-            )
-        )
-
-
 def _text_id(raw: Any, key: str) -> str | None:
     value = raw.get(key) if isinstance(raw, dict) else None
-    return value[:255] if isinstance(value, str) and value else None
-
-
-def _record_error(
-    sessions: sessionmaker[Session], run_id: int, item: Item, message: str, when: datetime
-) -> None:
-    with sessions.begin() as session:
-        session.execute(
-            insert(SyncError.__table__).values(
-                sync_run_id=run_id,
-                workflow_id=_text_id(item.raw, "workflow_id"),
-                job_id=_text_id(item.raw, "id"),
-                occurred_at=when,
-                reason="invalid_payload",
-                message=message[:10000],
-            )
-        )
+    return value if isinstance(value, str) and value else None

@@ -129,6 +129,9 @@ class TrackedJob(Base):
     last_status: Mapped[str | None] = mapped_column(String(64))
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+    # first poll that saw a terminal status: the settle window is counted from here
+    terminal_since: Mapped[datetime | None]
 
 
 class Job(JobState, Base):

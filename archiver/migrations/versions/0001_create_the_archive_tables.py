@@ -336,6 +336,8 @@ def upgrade() -> None:
         sa.Column("last_status", sa.String(length=64), nullable=True),
         sa.Column("consecutive_failures", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("last_error_at", UTCDateTime(), nullable=True),
+        sa.Column("terminal_since", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tracked_jobs")),
         sa.UniqueConstraint(
             "workflow_id", "job_id", name=op.f("uq_tracked_jobs_workflow_id_job_id")

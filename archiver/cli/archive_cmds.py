@@ -1,0 +1,105 @@
+"""``archiver ingest`` and ``archiver history``: payloads in, a job's history out."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from archiver.cli.common import (
+    Abort,
+    build_settings,
+    cli,
+    database_option,
+    format_option,
+    open_archive,
+)
+from archiver.ingest import Item, read_items
+from archiver.ingest import ingest as run_ingest
+from archiver.queries import job_history
+from archiver.render import history_json, history_table
+from archiver.statuses import StatusClassifier
+from archiver.store import ArchiveResult
+from archiver.values import parse_timestamp
+
+
+def _parse_when(_ctx: Any, _param: Any, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    parsed = parse_timestamp(value)
+    if parsed.value is None:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 timestamp")
+    return parsed.value
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
+@click.option(
+    "--fetched-at",
+    callback=_parse_when,
+    help="When these payloads were fetched (ISO-8601) [default: now]; envelopes override it.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Only the summary line.")
+@database_option
+def ingest(
+    files: tuple[str, ...], fetched_at: datetime | None, quiet: bool, database_url: str | None
+) -> None:
+    """Archive job payloads from JSON files (or - for stdin) without calling the API.
+
+    Each file holds one JSON object, a JSON array of objects, or JSON lines. An object
+    {"fetched_at": T, "payload": {...}} carries its own fetch time.
+    """
+    settings = build_settings(database_url=database_url)
+
+    def items() -> Iterator[Item]:
+        for name in files:
+            try:
+                if name == "-":
+                    data, label = sys.stdin.buffer.read(), "<stdin>"
+                else:
+                    data, label = Path(name).read_bytes(), name
+            except OSError as exc:
+                yield Item(name, None, error=f"cannot read: {exc.strerror}")
+                continue
+            yield from read_items(label, data, fetched_at)
+
+    def report(item: Item, result: ArchiveResult | None, error: str | None) -> None:
+        if error is not None:
+            click.echo(f"failed    {item.source}: {error}", err=True)
+        elif result is not None and not quiet:
+            click.echo(
+                f"{result.outcome:9} {result.workflow_id}/{result.job_id} "
+                f"v{result.version} {result.status or '-'} ({result.changes} changes)"
+            )
+
+    with open_archive(settings) as sessions:
+        classifier = StatusClassifier.with_overrides(settings.status_map)
+        summary = run_ingest(sessions, items(), classifier=classifier, on_result=report)
+    click.echo(summary.line())
+    if summary.failed:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("workflow_id")
+@click.argument("job_id")
+@format_option("table", "json")
+@database_option
+def history(workflow_id: str, job_id: str, fmt: str, database_url: str | None) -> None:
+    """The job's change history (job, tasks, validation errors), oldest first."""
+    settings = build_settings(database_url=database_url)
+    with open_archive(settings) as sessions, sessions() as session:
+        rows = job_history(session, workflow_id, job_id)
+    if not rows:
+        raise Abort(
+            f"no history for job {workflow_id}/{job_id} in {settings.masked_database_url()}"
+        )
+    if fmt == "json":
+        click.echo(history_json(rows))
+    else:
+        Console(soft_wrap=False).print(history_table(rows, f"history of {workflow_id}/{job_id}"))

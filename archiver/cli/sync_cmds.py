@@ -1,0 +1,204 @@
+"""``archiver sync``, ``simulate`` and ``demo``: talking to the API (real or simulated)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from archiver.cli.common import (
+    Abort,
+    F,
+    build_settings,
+    cli,
+    database_option,
+    open_archive,
+    reported_errors,
+)
+from archiver.client import ApiClient
+from archiver.config import Settings
+from archiver.statuses import StatusClassifier
+from archiver.sync import JobOutcome, SyncPass, SyncSummary
+from archiver.tracking import PollingPolicy
+
+
+def api_options(func: F) -> F:
+    """Flags for every API and polling setting; each also has an environment variable."""
+    options = [
+        click.option("--api-url", help="API base URL [env PIXXEL_API_URL]."),
+        click.option(
+            "--api-key",
+            help="API key [env PIXXEL_API_KEY; prefer the variable: flags show in `ps`].",
+        ),
+        click.option(
+            "--auth-scheme", help="Prefix for the key, e.g. Bearer [env PIXXEL_AUTH_SCHEME]."
+        ),
+        click.option("--concurrency", type=click.IntRange(1, 256), help="Parallel fetches [8]."),
+        click.option("--rate-limit", type=float, help="Requests per second, 0 = unlimited [20]."),
+        click.option("--read-timeout", type=float, help="Seconds to wait for data [30]."),
+        click.option("--request-deadline", type=float, help="Overall seconds per request [60]."),
+        click.option("--poll-interval", type=float, help="Seconds between polls of a job [300]."),
+        click.option(
+            "--settle-window", type=float, help="Seconds terminal jobs are re-checked [86400]."
+        ),
+        click.option(
+            "--settle-interval", type=float, help="Seconds between those re-checks [3600]."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def api_settings(**flags: Any) -> Settings:
+    settings = build_settings(**flags)
+    if not settings.api_key:
+        raise Abort(
+            "no API key: set PIXXEL_API_KEY (or pass --api-key); `archiver demo` needs none"
+        )
+    return settings
+
+
+def run_pass(
+    settings: Settings,
+    *,
+    everything: bool = False,
+    console: Console | None = None,
+    on_job: Callable[[JobOutcome], None] | None = None,
+) -> SyncSummary:
+    """One sync pass with the settings' client, policy and classifier."""
+    with (
+        open_archive(settings) as sessions,
+        ApiClient(settings) as client,
+        reported_errors(settings),
+    ):
+        sync = SyncPass(
+            sessions,
+            client,
+            policy=PollingPolicy.from_settings(settings),
+            classifier=StatusClassifier.with_overrides(settings.status_map),
+            concurrency=settings.concurrency,
+            rate_limit=settings.rate_limit,
+        )
+        if console is None:
+            return sync.run(everything=everything, on_job=on_job)
+        with Progress(
+            TextColumn("sync"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("sync", total=None)
+
+            def advance(outcome: JobOutcome) -> None:
+                progress.advance(task)
+                if on_job:
+                    on_job(outcome)
+
+            return sync.run(
+                everything=everything,
+                on_job=advance,
+                on_start=lambda total: progress.update(task, total=total),
+            )
+
+
+@cli.command()
+@click.option("--all", "everything", is_flag=True, help="Every tracked job, due or not.")
+@api_options
+@database_option
+def sync(everything: bool, database_url: str | None, **flags: Any) -> None:
+    """One pass: fetch every due tracked job once, archive it, print a summary."""
+    settings = api_settings(database_url=database_url, **flags)
+    console = Console(stderr=True)
+    summary = run_pass(
+        settings, everything=everything, console=console if console.is_terminal else None
+    )
+    for error in summary.errors[:20]:
+        click.echo(f"failed    {error}", err=True)
+    if len(summary.errors) > 20:
+        click.echo(f"… and {len(summary.errors) - 20} more (see sync_errors)", err=True)
+    click.echo(summary.line())
+    if summary.auth_error:
+        raise Abort(
+            f"the API rejected the key ({summary.auth_error}); the pass was stopped. "
+            "Set PIXXEL_API_KEY (or --api-key, and --auth-scheme if the key needs one)."
+        )
+    if summary.failed:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option("--port", default=8080, show_default=True, help="Port (0 picks a free one).")
+@click.option("--jobs", default=50, show_default=True, help="Number of simulated jobs.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the population.")
+@click.option("--key", default="sim-key", show_default=True, help="API key the simulator accepts.")
+@click.option("--time-scale", default=60.0, show_default=True, help="Simulated seconds per second.")
+@click.option("--error-rate", default=0.0, help="Fraction of requests answered 5xx.")
+@click.option("--rate-limit-rate", default=0.0, help="Fraction answered 429 with Retry-After.")
+@click.option("--malformed-rate", default=0.0, help="Fraction answered with a malformed body.")
+@click.option("--drop-rate", default=0.0, help="Fraction of connections dropped unanswered.")
+@click.option("--latency", default=0.0, help="Seconds added to every request.")
+@click.option("--ids-file", type=click.Path(dir_okay=False), help="Write the job ids as CSV here.")
+def simulate(
+    host: str,
+    port: int,
+    jobs: int,
+    seed: int,
+    key: str,
+    time_scale: float,
+    error_rate: float,
+    rate_limit_rate: float,
+    malformed_rate: float,
+    drop_rate: float,
+    latency: float,
+    ids_file: str | None,
+) -> None:
+    """Serve a local fake of the jobs endpoint until Ctrl-C (for trying without credentials)."""
+    from archiver.simulator import Faults, Simulator
+
+    with reported_errors():
+        faults = Faults(
+            error_rate=error_rate,
+            rate_limit_rate=rate_limit_rate,
+            malformed_rate=malformed_rate,
+            drop_rate=drop_rate,
+            latency=latency,
+        )
+        simulator = Simulator(
+            seed=seed, jobs=jobs, api_key=key, time_scale=time_scale, faults=faults
+        )
+        server = simulator.serve(host, port)
+    if ids_file:
+        simulator.write_ids_csv(ids_file)
+    click.echo(f"simulating {jobs} jobs at {server.url} (Ctrl-C to stop)")
+    click.echo(f"  export PIXXEL_API_URL={server.url} PIXXEL_API_KEY={key}")
+    if ids_file:
+        click.echo(f"  archiver track --file {ids_file} && archiver sync")
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        click.echo(f"served {server.request_count} requests", err=True)
+
+
+@cli.command()
+@click.option("--seconds", default=35.0, show_default=True, help="How long to run sync passes.")
+@click.option("--jobs", default=50, show_default=True, help="Number of simulated jobs.")
+@database_option
+def demo(seconds: float, jobs: int, database_url: str | None) -> None:
+    """The whole product on the embedded default (SQLite), no key or setup: a live simulation."""
+    from archiver.demo import run_live_demo
+
+    settings = build_settings(database_url=database_url)
+    with reported_errors(settings):
+        failed = run_live_demo(settings.database_url, Console(), jobs=jobs, seconds=seconds)
+    if failed:
+        raise SystemExit(1)

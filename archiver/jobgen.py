@@ -1,0 +1,701 @@
+"""Deterministic, realistic job payloads for the simulator, the tests and the benchmarks.
+
+Why: the archiver must be exercised against data that behaves like the real API (jobs that queue,
+run, fail or get cancelled, get re-priced after they end; tasks that form a DAG; validation errors
+that come and go) without credentials, network or flakiness. A payload is a pure function of
+(seed, job index, elapsed time), so any process can reproduce exactly what another one saw: no
+wall clock, no global RNG.
+
+How: ``plan_job`` draws everything about a job once (a frozen ``JobPlan`` with the whole timeline
+precomputed in *simulated* seconds since the population's start); ``job_payload`` only evaluates
+that plan at one instant. Job state is piecewise constant: it changes at the plan's events (task
+starts and ends, errors appearing, the end, a re-pricing) and at a per-job heartbeat while running,
+so ``updated_at`` moves exactly when the content does and ``state_time`` is a cheap cache key.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import functools
+import hashlib
+import json
+import math
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+DEFAULT_START = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
+"""The population's start when none is given: fixed, so payloads never depend on the wall clock."""
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+"""Go's zero ``time.Time``: how the real API renders a timestamp that has not happened yet."""
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+# (name, pipeline stage, versions (current first), relative price per unit of work)
+_BLOCKS: tuple[tuple[str, int, tuple[str, ...], float], ...] = (
+    ("ingest-scene", 0, ("2.1.0", "2.0.3"), 0.6),
+    ("radiometric-calib", 1, ("1.7.3", "1.7.2"), 0.8),
+    ("cloud-mask", 1, ("3.0.1", "2.9.4"), 1.0),
+    ("atmos-correct", 2, ("2.3.0",), 1.4),
+    ("ortho-rectify", 2, ("1.4.2", "1.4.1"), 1.6),
+    ("co-register", 2, ("0.9.8",), 1.1),
+    ("pan-sharpen", 3, ("1.2.5",), 1.2),
+    ("super-resolve", 3, ("0.3.1",), 2.5),
+    ("ndvi", 3, ("1.0.4",), 0.5),
+    ("water-index", 3, ("1.1.0",), 0.5),
+    ("change-detect", 3, ("0.6.2", "0.6.1"), 1.8),
+    ("mosaic", 4, ("2.0.0",), 1.3),
+    ("tile-export", 4, ("1.8.0",), 0.7),
+    ("cog-convert", 4, ("1.5.1",), 0.6),
+    ("stac-publish", 5, ("1.1.3",), 0.2),
+)
+_DISCLAIMERS = {
+    "cloud-mask": "Cloud cover estimates are approximate above 60% coverage.",
+    "super-resolve": "Super-resolved output is not suitable for metric measurement.",
+    "change-detect": "Changes under 0.5 ha are below the detection threshold.",
+}
+_FAILURES = (
+    ("timeout", "block exceeded its time limit of 900s"),
+    ("oom", "container killed: out of memory (limit 8Gi)"),
+    ("input_error", "input raster has 3 bands, expected 4"),
+    ("input_error", "scene footprint does not intersect the AOI"),
+    ("internal", "unexpected error: segmentation fault in gdal_translate"),
+)
+_VAL_ERRORS = (
+    ("band_mismatch", "output has 4 bands but the consumer expects 3"),
+    ("crs_mismatch", "EPSG:32643 does not match EPSG:4326"),
+    ("resolution_mismatch", "5 m input where 30 m was declared"),
+    ("deprecated_version", "block version is deprecated; Δ behaviour in next release"),
+    ("missing_input", "optional input 'dem' not connected; using SRTM fallback"),
+)
+_USER_WEIGHTS = (35, 25, 20, 12, 8)
+_DURATION_STYLES = ("go", "go_whole", "seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPlan:
+    """One task's whole life; times are simulated seconds after the population's start."""
+
+    task_id: str
+    name: str
+    block: tuple[str, str, str]  # id, name, version
+    depends_on: tuple[str, ...]
+    start: float  # planned start: all dependencies have completed by then
+    end: float  # planned end (if nothing stops the job first)
+    stop: float  # when the task reaches final_status: min(end, job end)
+    final_status: str
+    failure_type: str
+    err_msg: str
+    work_share: float  # share of the job's progress
+    cost_share: float  # share of the job's cost
+    estimated_time_duration: int
+    # byte-array fields are kept as bytes (not tuples of ints): smaller, and not GC-tracked
+    inputs: bytes
+    result: bytes
+    disclaimer: tuple[str, ...]
+    log_start: bytes
+    log_end: bytes
+    # (offset, rendered timestamp); offset None: never happens
+    recv: tuple[float | None, str]
+    inf_start: tuple[float | None, str]
+    inf_end: tuple[float | None, str]
+    send: tuple[float | None, str]
+    stop_ts: str
+
+
+@dataclass(frozen=True, slots=True)
+class ValErrorPlan:
+    """A validation error visible for ``appear <= t < resolve``."""
+
+    source: str
+    target: str
+    err: str
+    reason: str
+    component_name: str
+    appear: float
+    resolve: float  # math.inf: never resolved
+
+
+@dataclass(frozen=True, slots=True)
+class JobPlan:
+    """Everything about one job, drawn once from its own RNG; ``job_payload`` evaluates it."""
+
+    seed: int
+    index: int
+    workflow_id: str
+    job_id: str
+    created_by: str
+    start: datetime  # the population's start (t = 0)
+    created: float  # negative: created a few minutes before the start
+    queue_delay: float  # execution starts at this offset (unless cancelled before)
+    end: float  # terminal status from here on
+    outcome: str  # completed | failed | cancelled
+    total_cost: int  # cost if the job runs to completion
+    final_cost: int  # cost when it ends
+    reprice_at: float | None  # cost changes once more after the end (None: it does not)
+    repriced_cost: int
+    estimated_duration: int
+    heartbeat: float  # running jobs report progress this often (simulated seconds)
+    decimal_progress: bool  # "42.5%" instead of "42%"
+    duration_style: str  # go ("1h2m3.5s"), go_whole ("12m5s"), seconds ("754s")
+    spec: bytes
+    tasks: tuple[TaskPlan, ...]
+    val_errors: tuple[ValErrorPlan, ...]
+    events: tuple[float, ...]  # sorted offsets at which the payload changes (besides heartbeats)
+    created_ts: str
+    exec_start_ts: str
+    end_ts: str
+
+    @property
+    def started(self) -> bool:
+        """Whether execution ever starts (a job can be cancelled while queued)."""
+        return self.queue_delay < self.end
+
+    @property
+    def settled_at(self) -> float:
+        """Simulated seconds after the start from which the payload never changes again."""
+        return self.events[-1]
+
+
+def go_duration(seconds: float) -> str:
+    """Render like Go's ``time.Duration.String()`` after rounding to milliseconds."""
+    ms = round(seconds * 1000)
+    if ms == 0:
+        return "0s"
+    sign = "-" if ms < 0 else ""
+    ms = abs(ms)
+    if ms < 1000:
+        return f"{sign}{ms}ms"
+    hours, rem = divmod(ms, 3_600_000)
+    minutes, rem = divmod(rem, 60_000)
+    secs, frac = divmod(rem, 1000)
+    text = str(secs) + ("." + f"{frac:03d}".rstrip("0") if frac else "")
+    if hours:
+        return f"{sign}{hours}h{minutes}m{text}s"
+    if minutes:
+        return f"{sign}{minutes}m{text}s"
+    return f"{sign}{text}s"
+
+
+def _duration(style: str, seconds: float) -> str:
+    if style == "go":
+        return go_duration(seconds)
+    if style == "go_whole":
+        return go_duration(round(seconds))
+    return f"{round(seconds)}s"
+
+
+@functools.lru_cache(maxsize=16)
+def _naive_utc(start: datetime) -> datetime:
+    return start.astimezone(UTC).replace(tzinfo=None)
+
+
+def _ts(start: datetime, offset: float) -> str:
+    # naive arithmetic and isoformat are several times faster than aware datetimes and strftime,
+    # and a plan renders thousands of timestamps
+    when = _naive_utc(start) + timedelta(seconds=offset)
+    return when.isoformat(timespec="microseconds") + "Z"
+
+
+def _job_rng(seed: int, index: int) -> random.Random:
+    return random.Random(f"{seed}:{index}")
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _hex(*parts: object, length: int = 8) -> str:
+    return hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:length]
+
+
+def _bytes(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _draw_ids(rng: random.Random, seed: int, workflows: int) -> tuple[str, str]:
+    workflow = rng.randrange(max(1, workflows))
+    return "wf-" + _hex(seed, "wf", workflow), _uuid(rng)
+
+
+def job_ids(seed: int, index: int, *, workflows: int = 8) -> tuple[str, str]:
+    """(workflow_id, job_id) of job ``index``, without drawing the rest of its plan."""
+    return _draw_ids(_job_rng(seed, index), seed, workflows)
+
+
+def _draw_dag(rng: random.Random, count: int) -> tuple[list[int], list[tuple[int, ...]]]:
+    """Blocks (indexes into _BLOCKS) in pipeline order, and each task's earlier dependencies."""
+    later = [rng.randrange(1, len(_BLOCKS)) for _ in range(count - 1)]
+    blocks = [0, *sorted(later, key=lambda b: _BLOCKS[b][1])]
+    deps: list[tuple[int, ...]] = [()]
+    for i in range(1, count):
+        k = min(i, rng.choices((0, 1, 2, 3), weights=(1, 6, 3, 1))[0])
+        deps.append(tuple(sorted(rng.sample(range(max(0, i - 6), i), k))))
+    return blocks, deps
+
+
+def _draw_schedule(
+    rng: random.Random, deps: list[tuple[int, ...]], queue_delay: float
+) -> tuple[list[float], list[float]]:
+    """Start/end of every task: each starts after all its dependencies end, plus a dispatch lag."""
+    starts: list[float] = []
+    ends: list[float] = []
+    for task_deps in deps:
+        begin = max((ends[d] for d in task_deps), default=0.0) + rng.uniform(1, 10)
+        starts.append(begin)
+        ends.append(begin + rng.uniform(30, 240))
+    # Scale so the run takes 15-40 simulated minutes, whatever the DAG's shape.
+    factor = rng.uniform(15 * 60, 40 * 60) / max(ends)
+    return (
+        [round(queue_delay + s * factor, 6) for s in starts],
+        [round(queue_delay + e * factor, 6) for e in ends],
+    )
+
+
+def _draw_outcome(
+    rng: random.Random, starts: list[float], ends: list[float], queue_delay: float
+) -> tuple[str, float, int | None]:
+    """(outcome, job end, index of the failing task)."""
+    u = rng.random()
+    if u < 0.80:
+        return "completed", round(max(ends) + rng.uniform(1, 10), 6), None
+    if u < 0.95:
+        failing = rng.randrange(len(starts))
+        at = starts[failing] + rng.uniform(0.1, 0.95) * (ends[failing] - starts[failing])
+        return "failed", round(at, 6), failing
+    if rng.random() < 0.2:  # a fifth of cancellations happen before the job ever runs
+        return "cancelled", round(rng.uniform(0.3, 0.95) * queue_delay, 6), None
+    return "cancelled", round(rng.uniform(queue_delay, max(ends) * 0.9), 6), None
+
+
+def _fraction(task: TaskPlan, eff: float) -> float:
+    """How much of the task's work is done at ``eff``."""
+    if eff <= task.start or task.stop <= task.start:
+        return 0.0
+    return (min(eff, task.stop) - task.start) / (task.end - task.start)
+
+
+def _accrued_cost(total: int, tasks: tuple[TaskPlan, ...], eff: float) -> int:
+    done = sum(t.cost_share * _fraction(t, eff) for t in tasks)
+    return min(total, math.floor(total * done + 1e-9))
+
+
+def _when(start: datetime, offset: float | None) -> tuple[float | None, str]:
+    return (offset, "" if offset is None else _ts(start, offset))
+
+
+def _build_task(
+    rng: random.Random,
+    ctx: dict[str, Any],
+    i: int,
+    names: list[str],
+    ids: list[str],
+) -> TaskPlan:
+    """Draw the static parts of task ``i``; ``ctx`` carries the job-level schedule."""
+    start: datetime = ctx["start"]
+    block_name, _stage, versions, _price = _BLOCKS[ctx["blocks"][i]]
+    version = versions[0] if rng.random() < 0.85 else rng.choice(versions)
+    t_start, t_end, job_end = ctx["starts"][i], ctx["ends"][i], ctx["end"]
+    stop = min(t_end, job_end)
+    if t_end <= job_end:
+        final, failure = "completed", ("", "")
+    elif i == ctx["failing"]:
+        final, failure = "failed", rng.choice(_FAILURES)
+    else:
+        final, failure = "cancelled", ("", "")
+    ran = t_start < stop
+    inf_start = t_start + rng.uniform(0.2, 3.0)
+    inf_end = t_end - rng.uniform(0.2, 2.0)
+    start_ts, stop_ts = _ts(start, t_start), _ts(start, stop)
+    head = f"{start_ts[11:19]} INFO {block_name}@{version} started\n" if ran else ""
+    if final == "completed":
+        tail = f"{stop_ts[11:19]} INFO wrote {rng.randint(1, 64)} tiles\n"
+    elif final == "failed":
+        tail = f"{stop_ts[11:19]} ERROR {failure[1]}\n"
+    else:
+        tail = f"{stop_ts[11:19]} WARN cancelled\n" if ran else ""
+    key = ctx["job_id"][:8]
+    return TaskPlan(
+        task_id=ids[i],
+        name=names[i],
+        block=("blk-" + _hex("block", block_name, version), block_name, version),
+        depends_on=tuple(ids[d] for d in ctx["deps"][i]),
+        start=t_start,
+        end=t_end,
+        stop=stop,
+        final_status=final,
+        failure_type=failure[0],
+        err_msg=failure[1],
+        work_share=ctx["work"][i],
+        cost_share=ctx["price"][i],
+        estimated_time_duration=round((t_end - t_start) * rng.uniform(0.7, 1.4)),
+        inputs=_bytes({"scene": ctx["scene"], "tile": i, "bands": rng.choice((3, 4, 8))}),
+        result=_bytes(
+            {"uri": f"s3://px-results/{key}/{ids[i][:8]}.tif", "bytes": rng.randint(1, 9) << 20}
+        ),
+        disclaimer=(_DISCLAIMERS[block_name],) if block_name in _DISCLAIMERS else (),
+        log_start=head.encode(),
+        log_end=tail.encode(),
+        recv=(t_start, start_ts) if ran else (None, ""),
+        inf_start=_when(start, inf_start if inf_start < stop else None),
+        inf_end=_when(start, inf_end if final == "completed" and inf_end > inf_start else None),
+        send=(stop, stop_ts) if final != "cancelled" else (None, ""),
+        stop_ts=stop_ts,
+    )
+
+
+def _draw_tasks(rng: random.Random, ctx: dict[str, Any]) -> tuple[TaskPlan, ...]:
+    blocks: list[int] = ctx["blocks"]
+    seen: dict[str, int] = {}
+    names = []
+    for b in blocks:
+        name = _BLOCKS[b][0]
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    ids = [_uuid(rng) for _ in blocks]
+    work = [e - s for s, e in zip(ctx["starts"], ctx["ends"], strict=True)]
+    price = [w * _BLOCKS[b][3] for w, b in zip(work, blocks, strict=True)]
+    ctx["work"] = [w / sum(work) for w in work]
+    ctx["price"] = [p / sum(price) for p in price]
+    return tuple(_build_task(rng, ctx, i, names, ids) for i in range(len(blocks)))
+
+
+def _draw_val_errors(
+    rng: random.Random, tasks: tuple[TaskPlan, ...], created: float, run: tuple[float, float]
+) -> tuple[ValErrorPlan, ...]:
+    """0-3 errors; some exist from creation, some appear while running; some are resolved."""
+    by_id = {t.task_id: t for t in tasks}
+    out = []
+    for _ in range(rng.choices((0, 1, 2, 3), weights=(50, 28, 14, 8))[0]):
+        target = rng.choice(tasks)
+        source = by_id[rng.choice(target.depends_on)].name if target.depends_on else "job-spec"
+        err, reason = rng.choice(_VAL_ERRORS)
+        exec_start, end = run
+        running = exec_start < end and rng.random() < 0.6
+        appear = round(rng.uniform(exec_start, end), 6) if running else created
+        low = max(appear, exec_start)
+        resolve = round(rng.uniform(low, end), 6) if low < end and rng.random() < 0.5 else math.inf
+        out.append(ValErrorPlan(source, target.name, err, reason, target.block[1], appear, resolve))
+    return tuple(out)
+
+
+def _events(
+    created: float,
+    queue_delay: float,
+    end: float,
+    tasks: tuple[TaskPlan, ...],
+    val_errors: tuple[ValErrorPlan, ...],
+    reprice_at: float | None,
+) -> tuple[float, ...]:
+    points = {created, queue_delay, end}
+    for t in tasks:
+        points.update((t.start, t.stop))
+        points.update(o for o, _ in (t.inf_start, t.inf_end) if o is not None)
+    for v in val_errors:
+        points.update((v.appear, v.resolve))
+    kept = sorted(p for p in points if p <= end)
+    return (*kept, reprice_at) if reprice_at is not None else tuple(kept)
+
+
+def plan_job(
+    seed: int,
+    index: int,
+    *,
+    tasks: tuple[int, int] = (10, 30),
+    workflows: int = 8,
+    start: datetime = DEFAULT_START,
+    ids: tuple[str, str] | None = None,
+) -> JobPlan:
+    """Draw job ``index`` of population ``seed``. ``ids`` overrides (workflow_id, job_id)."""
+    if not 1 <= tasks[0] <= tasks[1]:
+        raise ValueError(f"tasks must be (min, max) with 1 <= min <= max, not {tasks!r}")
+    if start.tzinfo is None:
+        raise ValueError("start must be timezone-aware")
+    start = start.astimezone(UTC)
+    rng = _job_rng(seed, index)
+    workflow_id, job_id = _draw_ids(rng, seed, workflows)
+    if ids is not None:
+        workflow_id, job_id = ids
+    users = ["usr-" + _hex(seed, "user", k, length=10) for k in range(len(_USER_WEIGHTS))]
+    created_by = rng.choices(users, weights=_USER_WEIGHTS)[0]
+    created = -round(rng.uniform(60, 600), 6)
+    queue_delay = round(rng.uniform(5, 180), 6)
+    blocks, deps = _draw_dag(rng, rng.randint(*tasks))
+    starts, ends = _draw_schedule(rng, deps, queue_delay)
+    outcome, end, failing = _draw_outcome(rng, starts, ends, queue_delay)
+    scene = (
+        f"PX-TD-{(start + timedelta(days=-rng.randint(1, 30))):%Y%m%d}-{rng.randint(1, 9999):04d}"
+    )
+    ctx = {"start": start, "blocks": blocks, "deps": deps, "starts": starts, "ends": ends}
+    ctx.update(end=end, failing=failing, job_id=job_id, scene=scene)
+    task_plans = _draw_tasks(rng, ctx)
+    val_errors = _draw_val_errors(rng, task_plans, created, (queue_delay, end))
+    total_cost = max(10, round(rng.lognormvariate(6.2, 0.7)))
+    final_cost = (
+        total_cost if outcome == "completed" else _accrued_cost(total_cost, task_plans, end)
+    )
+    reprice_at: float | None = None
+    repriced_cost = final_cost
+    if rng.random() < 0.2 and final_cost > 0:
+        reprice_at = round(end + rng.uniform(120, 1200), 6)
+        repriced_cost = max(0, round(final_cost * (1 + rng.uniform(-0.15, 0.25))))
+        repriced_cost += 1 if repriced_cost == final_cost else 0
+    spec = {"version": 1, "product": rng.choice(("L1C", "L2A", "NDVI-MOSAIC", "WATER-MASK"))}
+    spec.update(aoi=f"AOI-{rng.randint(100, 9999)}", priority=rng.choice(("low", "normal", "high")))
+    return JobPlan(
+        seed=seed,
+        index=index,
+        workflow_id=workflow_id,
+        job_id=job_id,
+        created_by=created_by,
+        start=start,
+        created=created,
+        queue_delay=queue_delay,
+        end=end,
+        outcome=outcome,
+        total_cost=total_cost,
+        final_cost=final_cost,
+        reprice_at=reprice_at,
+        repriced_cost=repriced_cost,
+        estimated_duration=round((max(ends) - queue_delay) * rng.uniform(0.8, 1.3)),
+        heartbeat=round(rng.uniform(15, 45), 3),
+        decimal_progress=rng.random() < 0.15,
+        duration_style=rng.choices(_DURATION_STYLES, weights=(60, 25, 15))[0],
+        spec=_bytes(spec),
+        tasks=task_plans,
+        val_errors=val_errors,
+        events=_events(created, queue_delay, end, task_plans, val_errors, reprice_at),
+        created_ts=_ts(start, created),
+        exec_start_ts=_ts(start, queue_delay),
+        end_ts=_ts(start, end),
+    )
+
+
+def population(seed: int, jobs: int, **kwargs: Any) -> list[JobPlan]:
+    """Plans of jobs 0..jobs-1 (keyword arguments as for ``plan_job``)."""
+    return [plan_job(seed, i, **kwargs) for i in range(jobs)]
+
+
+def state_time(plan: JobPlan, t: float, *, time_scale: float = 1.0) -> float:
+    """The simulated instant whose state the payload at real time ``t`` shows.
+
+    Equal results mean equal payloads, so callers can cache on it.
+    """
+    s = max(0.0, t) * time_scale
+    last = plan.events[bisect.bisect_right(plan.events, s) - 1]
+    if plan.started and plan.queue_delay <= s < plan.end:
+        beat = (
+            plan.queue_delay + math.floor((s - plan.queue_delay) / plan.heartbeat) * plan.heartbeat
+        )
+        return max(last, beat)
+    return last
+
+
+def _progress_text(plan: JobPlan, fraction: float) -> str:
+    pct = fraction * 100
+    if plan.decimal_progress:
+        tenth = math.floor(pct * 10 + 1e-9) / 10
+        return f"{tenth:.0f}%" if tenth.is_integer() else f"{tenth:.1f}%"
+    return f"{math.floor(pct + 1e-9)}%"
+
+
+def _shown(when: tuple[float | None, str], eff: float, stop: float) -> str:
+    offset, text = when
+    return text if offset is not None and offset <= eff and offset <= stop else ""
+
+
+def task_phase(task: TaskPlan, eff: float) -> str:
+    """ "queued", "running" or "final": only a running task's payload depends on ``eff``."""
+    if eff >= task.stop:
+        return "final"
+    return "running" if eff >= task.start else "queued"
+
+
+def task_payload(plan: JobPlan, task: TaskPlan, eff: float) -> dict[str, Any]:
+    """One element of the payload's ``tasks`` at simulated instant ``eff`` (see ``payload_at``)."""
+    if eff >= task.stop:
+        status = task.final_status
+    elif eff >= task.start:
+        status = "running"
+    else:
+        status = "queued"
+    final = status in TERMINAL_STATUSES
+    ran = task.start < task.stop
+    fraction = _fraction(task, eff)
+    if status == "completed":
+        progress, taken, logs = 100, task.stop - task.start, task.log_start + task.log_end
+    elif status == "queued":
+        progress, taken, logs = 0, 0.0, b""
+    else:
+        progress = min(99, math.floor(fraction * 100 + 1e-9))
+        taken = (task.stop if final else eff) - task.start if ran else 0.0
+        logs = task.log_start + task.log_end if final else task.log_start
+    if status == "queued":
+        msg = "waiting for dependencies" if task.depends_on else "queued"
+    elif status == "failed":
+        msg = f"failed: {task.failure_type}"
+    else:
+        msg = {"running": f"processing ({progress}%)", "completed": "done"}.get(status, status)
+    failed = status == "failed"
+    updated = _ts(plan.start, eff) if status == "running" else plan.created_ts
+    return {
+        "id": task.task_id,
+        "info_logs": list(logs),
+        "created_at": plan.created_ts,
+        "updated_at": task.stop_ts if final else updated,
+        "finished_at": task.stop_ts if final else ZERO_TIME,
+        "estimated_time_duration": task.estimated_time_duration,
+        "time_taken": _duration(plan.duration_style, taken),
+        "status": status,
+        "state_msg": msg,
+        "inputs": list(task.inputs),
+        "result": list(task.result) if status == "completed" else [],
+        "depends_on": list(task.depends_on),
+        "name": task.name,
+        "progress": progress,
+        "disclaimer": list(task.disclaimer) if status == "completed" else [],
+        "recv_time": _shown(task.recv, eff, task.stop),
+        "send_time": _shown(task.send, eff, task.stop),
+        "block_inf_start_time": _shown(task.inf_start, eff, task.stop),
+        "block_inf_end_time": _shown(task.inf_end, eff, task.stop),
+        "block_info": {"id": task.block[0], "name": task.block[1], "version": task.block[2]},
+        "err_msg": task.err_msg if failed else "",
+        "failure_type": task.failure_type if failed else "",
+    }
+
+
+def job_payload(plan: JobPlan, t: float, *, time_scale: float = 1.0) -> dict[str, Any]:
+    """The API's JSON object for ``plan`` at ``t`` real seconds after the population's start.
+
+    ``time_scale`` compresses the lifecycle: at 60, one real second is one simulated minute.
+    Returns a fresh dict each call; callers may mutate it.
+    """
+    return payload_at(plan, state_time(plan, t, time_scale=time_scale))
+
+
+def payload_at(plan: JobPlan, eff: float, *, with_tasks: bool = True) -> dict[str, Any]:
+    """The payload at simulated instant ``eff``, which must be a ``state_time`` result.
+
+    ``with_tasks=False`` leaves ``tasks`` empty, for callers that cache per-task fragments.
+    """
+    eff_ts = _ts(plan.start, eff) if eff > plan.created else plan.created_ts
+    if eff >= plan.end:
+        status = plan.outcome
+    elif plan.started and eff >= plan.queue_delay:
+        status = "running"
+    else:
+        status = "queued"
+    executing = plan.started and eff >= plan.queue_delay
+    work = sum(t.work_share * _fraction(t, eff) for t in plan.tasks)
+    if status == "completed":
+        progress, cost = "100%", plan.final_cost
+    else:
+        progress = _progress_text(plan, min(work, 0.999))
+        cost = (
+            plan.final_cost if eff >= plan.end else _accrued_cost(plan.total_cost, plan.tasks, eff)
+        )
+    if plan.reprice_at is not None and eff >= plan.reprice_at:
+        cost = plan.repriced_cost
+    taken = (min(eff, plan.end) - plan.queue_delay) if executing else 0.0
+    return {
+        "created_by": plan.created_by,
+        "status": status,
+        "time_taken": _duration(plan.duration_style, taken),
+        "id": plan.job_id,
+        "tasks": [task_payload(plan, task, eff) for task in plan.tasks] if with_tasks else [],
+        "val_errors": [
+            {
+                "from": v.source,
+                "to": v.target,
+                "err": v.err,
+                "reason": v.reason,
+                "component_name": v.component_name,
+            }
+            for v in plan.val_errors
+            if v.appear <= eff < v.resolve
+        ],
+        "spec": list(plan.spec),
+        "cost": cost,
+        "workflow_id": plan.workflow_id,
+        "updated_at": eff_ts,
+        "finished_at": plan.end_ts if eff >= plan.end else ZERO_TIME,
+        "exec_created_at": plan.exec_start_ts if executing else ZERO_TIME,
+        "exec_updated_at": (
+            (plan.end_ts if eff >= plan.end else eff_ts) if executing else ZERO_TIME
+        ),
+        "created_at": plan.created_ts,
+        "estimated_duration": plan.estimated_duration,
+        "progress": progress,
+    }
+
+
+# --- mutate: one realistic change to an arbitrary payload (benchmarks) -------------------------
+
+_NEXT_STATUS = {"queued": ("running",), "running": ("completed", "failed", "cancelled")}
+
+
+def _bump_time(value: Any, seconds: float) -> Any:
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if when.year <= 1:
+        return value
+    return (when + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _mutate_tasks(tasks: list[Any], rng: random.Random, now: str) -> None:
+    for task in rng.sample(tasks, min(len(tasks), rng.randint(1, 3))):
+        if not isinstance(task, dict):
+            continue
+        status = task.get("status")
+        progress = task.get("progress") if isinstance(task.get("progress"), int) else 0
+        if status in ("queued", "running") and progress < 95:
+            task.update(status="running", progress=min(99, progress + rng.randint(1, 30)))
+        elif status in ("queued", "running"):
+            task.update(status="completed", progress=100, finished_at=now)
+        else:
+            task["state_msg"] = f"{task.get('state_msg', '')} (re-checked)".strip()
+        task["updated_at"] = now
+
+
+def mutate(payload: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """A deep copy of ``payload`` with one to three realistic changes; the input is untouched.
+
+    Always changes something (at least ``cost``) and moves ``updated_at`` forward.
+    """
+    out = copy.deepcopy(payload)
+    out["updated_at"] = _bump_time(out.get("updated_at"), rng.uniform(1, 600))
+    now = out["updated_at"]
+    kinds = rng.sample(("status", "cost", "progress", "tasks"), rng.randint(1, 3))
+    status = out.get("status")
+    if "status" in kinds and status in _NEXT_STATUS:
+        out["status"] = rng.choice(_NEXT_STATUS[status])
+        if out["status"] in TERMINAL_STATUSES:
+            out["finished_at"] = now
+        if out["status"] == "completed":
+            out["progress"] = "100%"
+    if "progress" in kinds and out.get("status") != "completed":
+        try:
+            pct = float(str(out.get("progress", "0")).rstrip("%"))
+        except ValueError:
+            pct = 0.0
+        out["progress"] = f"{min(99, math.floor(pct) + rng.randint(1, 20))}%"
+    if "tasks" in kinds and isinstance(out.get("tasks"), list) and out["tasks"]:
+        _mutate_tasks(out["tasks"], rng, now)
+    if "cost" in kinds or _same(out, payload):
+        cost = out.get("cost") if isinstance(out.get("cost"), int) else 0
+        delta = rng.randint(1, max(2, cost // 5))
+        out["cost"] = cost + delta if cost - delta < 0 or rng.random() < 0.7 else cost - delta
+    return out
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal apart from ``updated_at`` (which alone is not a realistic change)."""
+    return {k: v for k, v in a.items() if k != "updated_at"} == {
+        k: v for k, v in b.items() if k != "updated_at"
+    }

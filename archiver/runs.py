@@ -1,0 +1,68 @@
+"""Bookkeeping of passes (``sync_runs``) and of failed fetches or payloads (``sync_errors``).
+
+Shared by ``archiver ingest`` and ``archiver sync`` so both leave the same trail: an operator can
+tell from SQL when the archiver looked at a job and failed, so a gap in the history is known to
+be a gap.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from datetime import datetime
+
+from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
+
+from archiver.models import SyncError, SyncRun
+
+RUNS = SyncRun.__table__
+ERRORS = SyncError.__table__
+COUNTS = (
+    "jobs_total",
+    "archived",
+    "changed",
+    "unchanged",
+    "stale",
+    "failed",
+    "skipped",
+    "problems",
+)
+
+
+def start_run(session: Session, kind: str, now: datetime) -> int:
+    result = session.execute(
+        insert(RUNS).values(kind=kind, started_at=now, host=socket.gethostname()[:255])
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def finish_run(session: Session, run_id: int, counts: Mapping[str, int], now: datetime) -> None:
+    values = {name: int(counts.get(name, 0)) for name in COUNTS}
+    session.execute(update(RUNS).where(RUNS.c.id == run_id).values(finished_at=now, **values))
+
+
+def record_error(
+    session: Session,
+    run_id: int | None,
+    *,
+    workflow_id: str | None,
+    job_id: str | None,
+    when: datetime,
+    reason: str,
+    message: str,
+    http_status: int | None = None,
+    error_code: str | None = None,
+) -> None:
+    session.execute(
+        insert(ERRORS).values(
+            sync_run_id=run_id,
+            workflow_id=workflow_id[:255] if workflow_id else None,
+            job_id=job_id[:255] if job_id else None,
+            occurred_at=when,
+            http_status=http_status,
+            error_code=error_code[:255] if error_code else None,
+            reason=reason[:32],
+            message=message[:10000],
+        )
+    )
