@@ -19,7 +19,7 @@ DEFAULT_API_URL = "https://api.pixxel.space"
 DEFAULT_DATABASE_URL = "sqlite:///archiver.db"
 
 
-def _parse_status_map(text: str) -> dict[str, str]:
+def parse_status_map(text: str) -> dict[str, str]:
     """``"archived=succeeded, rejected=failed"`` -> mapping of raw status to class."""
     mapping: dict[str, str] = {}
     for part in text.split(","):
@@ -102,7 +102,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "poll_interval": ("ARCHIVER_POLL_INTERVAL", _float),
     "settle_window": ("ARCHIVER_SETTLE_WINDOW", _float),
     "settle_interval": ("ARCHIVER_SETTLE_INTERVAL", _float),
-    "status_map": ("ARCHIVER_STATUS_MAP", _parse_status_map),
+    "status_map": ("ARCHIVER_STATUS_MAP", parse_status_map),
 }
 
 

@@ -19,7 +19,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Table, create_engine, event, insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.engine.url import URL
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.config import mask_url
@@ -77,6 +83,11 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
             event.listen(engine, "begin", _sqlite_begin)
         else:
             kwargs.setdefault("pool_pre_ping", True)
+            if parsed.get_backend_name() in ("mysql", "mariadb"):
+                # REPEATABLE READ takes gap locks on every unique-key probe, so two workers
+                # archiving two new jobs deadlock on the shared gap. Each job is locked row by
+                # row anyway; READ COMMITTED is what the archive needs.
+                kwargs.setdefault("isolation_level", "READ COMMITTED")
             engine = create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         driver = parsed.get_driver_name()
@@ -186,6 +197,23 @@ def check_schema(engine: Engine) -> None:
         raise DatabaseError(
             f"database schema is at {current}, the code expects {head}: run `archiver db upgrade`"
         )
+
+
+_RETRYABLE_MYSQL = {1205, 1213}  # lock wait timeout, deadlock
+_RETRYABLE_SQLSTATE = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+def is_retryable(exc: DBAPIError) -> bool:
+    """A conflict with a concurrent transaction that succeeds when simply run again."""
+    orig = exc.orig
+    if isinstance(exc, IntegrityError):
+        return True  # a concurrent first insert of the same natural key
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _RETRYABLE_MYSQL:
+        return True
+    if getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATE:
+        return True
+    return "database is locked" in str(orig)
 
 
 def _first_line(exc: BaseException) -> str:

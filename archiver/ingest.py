@@ -12,15 +12,17 @@ reported with its file and line and recorded in ``sync_errors``; the others are 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import runs
+from archiver.db import is_retryable
 from archiver.errors import ArchiverError, PayloadError
 from archiver.jsonload import JsonError, loads
 from archiver.payload import parse_payload
@@ -29,6 +31,7 @@ from archiver.store import ArchiveResult, archive
 from archiver.values import parse_timestamp
 
 log = logging.getLogger("archiver.ingest")
+CONFLICT_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -150,21 +153,27 @@ def archive_one(
 ) -> ArchiveResult:
     """Parse and archive one payload in its own transaction.
 
-    A concurrent first archive of the same job by another process loses the race on a unique
-    key; the transaction is rolled back and retried once, then sees the other's state.
+    A conflict with a concurrent writer (another worker's first archive of the same job, a
+    deadlock, a lock timeout) rolls the whole job back; it is then run again from the start,
+    a few times, and sees the other writer's state.
     """
     parsed = parse_payload(raw, workflow_id=workflow_id, job_id=job_id, classifier=classifier)
-    for attempt in (1, 2):
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
             with sessions.begin() as session:
                 result = archive(session, parsed, fetched_at)
                 if before_commit is not None:
                     before_commit(session, result)
                 return result
-        except IntegrityError:
-            if attempt == 2:
+        except DBAPIError as exc:
+            if attempt == CONFLICT_ATTEMPTS or not is_retryable(exc):
                 raise
-            log.info("retrying %s/%s after a concurrent write", parsed.workflow_id, parsed.job_id)
+            log.info(
+                "retrying %s/%s after a conflict with a concurrent writer",
+                parsed.workflow_id,
+                parsed.job_id,
+            )
+            time.sleep(0.01 * attempt)
     raise AssertionError("unreachable")
 
 

@@ -187,9 +187,7 @@ class SyncPass:
 
         def update_tracking(session: Session, result: ArchiveResult) -> None:
             row = tracking.load(session, wf, job_id)
-            values = self.policy.after_success(
-                row, fetched.fetched_at, result.status, result.is_terminal
-            )
+            values = self.policy.after_success(row, self.now(), result.status, result.is_terminal)
             tracking.apply(session, wf, job_id, values)
 
         try:

@@ -167,3 +167,15 @@ def test_console_script_reports_unreachable_database_in_one_line(tmp_path: Path)
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "s3cret-pw" not in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_the_readme_example_file_ingests(db_url: str) -> None:
+    example = Path(__file__).parent.parent / "examples" / "sample-jobs.jsonl"
+    code, out, err = run("ingest", "--quiet", str(example), "--database-url", db_url)
+    assert code == 0, err
+    assert "6 payloads: archived 6 (new 2, changed 4), unchanged 0, stale 0, failed 0" in out
+    code, out, _ = run(
+        "history", "wf-ortho-eu", "job-7f3c", "--format", "json", "--database-url", db_url
+    )
+    costs = [(c["old_value"], c["new_value"]) for c in json.loads(out) if c["field"] == "cost"]
+    assert code == 0 and costs == [(None, "0"), ("0", "420"), ("420", "1130"), ("1130", "1090")]

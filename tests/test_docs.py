@@ -38,3 +38,9 @@ def test_readme_opens_with_the_two_commands() -> None:
     block = README.split("```sh", 1)[1].split("```", 1)[0]
     assert "pip install . && archiver demo" in block
     assert "python -m pip install '.[test]' && python -m pytest -q" in block
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    from archiver.config import ENVIRONMENT
+
+    assert [var for var, _ in ENVIRONMENT.values() if f"`{var}`" not in README] == []

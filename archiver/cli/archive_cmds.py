@@ -18,6 +18,7 @@ from archiver.cli.common import (
     database_option,
     format_option,
     open_archive,
+    status_map_option,
 )
 from archiver.ingest import Item, read_items
 from archiver.ingest import ingest as run_ingest
@@ -45,16 +46,21 @@ def _parse_when(_ctx: Any, _param: Any, value: str | None) -> datetime | None:
     help="When these payloads were fetched (ISO-8601) [default: now]; envelopes override it.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Only the summary line.")
+@status_map_option
 @database_option
 def ingest(
-    files: tuple[str, ...], fetched_at: datetime | None, quiet: bool, database_url: str | None
+    files: tuple[str, ...],
+    fetched_at: datetime | None,
+    quiet: bool,
+    status_map: dict[str, str] | None,
+    database_url: str | None,
 ) -> None:
     """Archive job payloads from JSON files (or - for stdin) without calling the API.
 
     Each file holds one JSON object, a JSON array of objects, or JSON lines. An object
     {"fetched_at": T, "payload": {...}} carries its own fetch time.
     """
-    settings = build_settings(database_url=database_url)
+    settings = build_settings(database_url=database_url, status_map=status_map)
 
     def items() -> Iterator[Item]:
         for name in files:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import __version__
 from archiver import db as dbmod
-from archiver.config import Settings, mask_url, settings_from_env
+from archiver.config import Settings, mask_url, parse_status_map, settings_from_env
 from archiver.errors import ArchiverError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,6 +70,22 @@ def format_option(*choices: str) -> Callable[[F], F]:
         show_default=True,
         help="Output format.",
     )
+
+
+def _status_map(_ctx: Any, _param: Any, value: str | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    try:
+        return parse_status_map(value)
+    except ArchiverError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+status_map_option = click.option(
+    "--status-map",
+    callback=_status_map,
+    help="Extra status classes, e.g. archived=succeeded,rejected=failed [env ARCHIVER_STATUS_MAP].",
+)
 
 
 def build_settings(**flags: Any) -> Settings:

@@ -17,6 +17,7 @@ from archiver.cli.common import (
     database_option,
     open_archive,
     reported_errors,
+    status_map_option,
 )
 from archiver.client import ApiClient
 from archiver.config import Settings
@@ -38,7 +39,9 @@ def api_options(func: F) -> F:
         ),
         click.option("--concurrency", type=click.IntRange(1, 256), help="Parallel fetches [8]."),
         click.option("--rate-limit", type=float, help="Requests per second, 0 = unlimited [20]."),
+        click.option("--connect-timeout", type=float, help="Seconds to connect [5]."),
         click.option("--read-timeout", type=float, help="Seconds to wait for data [30]."),
+        click.option("--max-retries", type=click.IntRange(0, 20), help="Retries per request [4]."),
         click.option("--request-deadline", type=float, help="Overall seconds per request [60]."),
         click.option("--poll-interval", type=float, help="Seconds between polls of a job [300]."),
         click.option(
@@ -47,6 +50,7 @@ def api_options(func: F) -> F:
         click.option(
             "--settle-interval", type=float, help="Seconds between those re-checks [3600]."
         ),
+        status_map_option,
     ]
     for option in reversed(options):
         func = option(func)
