@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Table, create_engine, event, insert
+from sqlalchemy import Table, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import (
@@ -118,9 +118,16 @@ def upsert(
     """
     if not rows:
         return
-    columns = list(rows[0])
-    update = [c for c in (columns if update is None else update) if c not in key]
+    columns = tuple(rows[0])
+    targets = tuple(c for c in (columns if update is None else update) if c not in key)
     dialect = session.get_bind().dialect.name
+    stmt = _upsert_statement(dialect, table, tuple(key), targets)
+    session.execute(stmt, list(rows))
+
+
+@functools.lru_cache(maxsize=256)
+def _upsert_statement(dialect: str, table: Table, key: tuple[str, ...], update: tuple[str, ...]):
+    """Built once per shape: constructing ``excluded`` proxies costs more than running it."""
     stmt: Any
     if dialect in ("sqlite", "postgresql"):
         if dialect == "sqlite":
@@ -129,21 +136,18 @@ def upsert(
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         stmt = dialect_insert(table)
         if update:
-            stmt = stmt.on_conflict_do_update(
+            return stmt.on_conflict_do_update(
                 index_elements=list(key), set_={c: stmt.excluded[c] for c in update}
             )
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
-    elif dialect in ("mysql", "mariadb"):
+        return stmt.on_conflict_do_nothing(index_elements=list(key))
+    if dialect in ("mysql", "mariadb"):
         from sqlalchemy.dialects.mysql import insert as mysql_insert
 
         stmt = mysql_insert(table)
         # MySQL has no DO NOTHING: re-assigning a key column to itself is the idiom
-        targets = update or [key[0]]
-        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in targets})
-    else:  # pragma: no cover - only the three supported dialects reach here
-        stmt = insert(table)
-    session.execute(stmt, list(rows))
+        targets = update or key[:1]
+        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in targets})
+    raise DatabaseError(f"unsupported database dialect {dialect!r}")
 
 
 # --- migrations ----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ Rules (documented in the README, pinned by tests/test_values.py):
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -298,6 +299,17 @@ def clean_text(raw: Any, limit: int | None = None) -> Parsed[str]:
 
 def clean_json(raw: Any) -> Parsed[Any]:
     """A JSON value safe for every database's JSON column (strings cleaned like ``clean_text``)."""
+    if raw is None or isinstance(raw, bool | int | float):
+        return Parsed(raw)
+    # Fast path in C: the arrays are mostly long lists of small ints with nothing to clean.
+    text = json.dumps(raw, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        if "\\u0000" not in text:
+            return Parsed(raw)
     problems: list[str] = []
 
     def walk(value: Any) -> Any:
