@@ -132,6 +132,11 @@ class TrackedJob(Base):
     last_error_at: Mapped[datetime | None]
     # first poll that saw a terminal status: the settle window is counted from here
     terminal_since: Mapped[datetime | None]
+    # scale-out: a worker claims a job by stamping itself and an expiry (from the database
+    # clock) and bumping the token; its writes for the job are conditional on that token
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None]
+    claim_token: Mapped[int] = mapped_column(default=0)
 
 
 class Job(JobState, Base):

@@ -104,6 +104,7 @@ def track(session: Session, pairs: Sequence[tuple[str, str]], now: datetime) -> 
             "consecutive_failures": 0,
             "last_error": None,
             "terminal_since": None,
+            "claim_token": 0,
         }
         for w, j in changed
     ]

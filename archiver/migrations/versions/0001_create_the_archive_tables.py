@@ -338,6 +338,9 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("last_error_at", UTCDateTime(), nullable=True),
         sa.Column("terminal_since", UTCDateTime(), nullable=True),
+        sa.Column("lease_owner", sa.String(length=255), nullable=True),
+        sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+        sa.Column("claim_token", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tracked_jobs")),
         sa.UniqueConstraint(
             "workflow_id", "job_id", name=op.f("uq_tracked_jobs_workflow_id_job_id")
