@@ -251,8 +251,11 @@ class ApiClient:
         *,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[float, float], float] = random.uniform,
+        observer: Callable[[int | None, str, float], None] | None = None,
     ) -> None:
         self._settings = settings
+        # called once per HTTP attempt with (status or None, outcome label, seconds): metrics
+        self._observer = observer
         self._sleep = sleep
         self._jitter = jitter  # injectable so tests can pin the otherwise random back-off
         self._key = (settings.api_key or "").strip()
@@ -303,11 +306,15 @@ class ApiClient:
                 delay = self._retry_delay(attempt, exc) if retry else None
                 outcome = f"{exc.status} {exc.reason}" if exc.status else exc.reason
                 self._log(path, outcome, began, attempt, total, delay)
+                if self._observer is not None:
+                    self._observer(exc.status, exc.reason, time.monotonic() - began)
                 if delay is None:
                     raise
                 self._sleep(delay)
                 continue
             self._log(path, 200, began, attempt, total, None)
+            if self._observer is not None:
+                self._observer(200, "ok", time.monotonic() - began)
             return FetchedJob(
                 workflow_id=workflow_id,
                 job_id=job_id,

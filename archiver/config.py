@@ -57,6 +57,9 @@ class Settings:
     settle_interval: float = 3600.0
     failure_backoff_max: float = 6 * 3600.0
     pause_after: int = 3
+    # the daemon
+    run_interval: float = 60.0
+    lease_seconds: float = 0.0  # 0: derived from the request timeouts (see lease_duration)
     # payload interpretation
     status_map: Mapping[str, str] = field(default_factory=dict)
 
@@ -70,6 +73,13 @@ class Settings:
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given settings changed; ``None`` means "not given" and is ignored."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def lease_duration(self) -> float:
+        """Long enough for one job's fetch with every retry, plus archiving it, with a margin."""
+        if self.lease_seconds > 0:
+            return self.lease_seconds
+        fetch = (self.max_retries + 1) * self.request_deadline + self.max_retries * self.backoff_max
+        return fetch + 60.0
 
     def masked_database_url(self) -> str:
         return mask_url(self.database_url)
@@ -103,6 +113,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "settle_window": ("ARCHIVER_SETTLE_WINDOW", _float),
     "settle_interval": ("ARCHIVER_SETTLE_INTERVAL", _float),
     "status_map": ("ARCHIVER_STATUS_MAP", parse_status_map),
+    "run_interval": ("ARCHIVER_RUN_INTERVAL", _float),
+    "lease_seconds": ("ARCHIVER_LEASE_SECONDS", _float),
 }
 
 

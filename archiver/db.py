@@ -83,6 +83,8 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
             event.listen(engine, "begin", _sqlite_begin)
         else:
             kwargs.setdefault("pool_pre_ping", True)
+            # a database behind a dead network path must fail a pass, not hang it
+            kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 10)
             if parsed.get_backend_name() in ("mysql", "mariadb"):
                 # REPEATABLE READ takes gap locks on every unique-key probe, so two workers
                 # archiving two new jobs deadlock on the shared gap. Each job is locked row by
@@ -218,6 +220,11 @@ def is_retryable(exc: DBAPIError) -> bool:
     if getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATE:
         return True
     return "database is locked" in str(orig)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line about a database failure, without the URL's password."""
+    return f"{type(exc).__name__}: {_first_line(exc)}"[:500]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -149,6 +149,7 @@ def archive_one(
     workflow_id: str | None = None,
     job_id: str | None = None,
     classifier: StatusClassifier = DEFAULT_CLASSIFIER,
+    on_begin: Callable[[Session], None] | None = None,
     before_commit: Callable[[Session, ArchiveResult], None] | None = None,
 ) -> ArchiveResult:
     """Parse and archive one payload in its own transaction.
@@ -161,6 +162,8 @@ def archive_one(
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
             with sessions.begin() as session:
+                if on_begin is not None:
+                    on_begin(session)
                 result = archive(session, parsed, fetched_at)
                 if before_commit is not None:
                     before_commit(session, result)

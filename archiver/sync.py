@@ -3,7 +3,8 @@
 Fetches run on a bounded thread pool under a global rate limit; the archive write, the tracking
 row update and the snapshot go into one transaction per job. A rejected API key stops the pass
 at once (every other request would be rejected too); other failures are recorded per job and
-the pass goes on.
+the pass goes on. Jobs come either from the due list (one process) or from leases claimed batch
+by batch (several processes on one database, see ``archiver.leases``).
 """
 
 from __future__ import annotations
@@ -11,24 +12,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from archiver import runs, tracking
+from archiver import leases, runs, tracking
 from archiver.client import FetchedJob
 from archiver.errors import ApiError, ArchiverError, AuthenticationError, PayloadError
 from archiver.ingest import archive_one
+from archiver.leases import Claim, LeaseLost
 from archiver.ratelimit import RateLimiter
 from archiver.statuses import StatusClassifier
 from archiver.store import ArchiveResult
 
 log = logging.getLogger("archiver.sync")
+OUTCOMES = ("new", "changed", "unchanged", "stale", "failed", "skipped", "lost")
 
 
 class Fetcher(Protocol):
@@ -39,22 +42,19 @@ class Fetcher(Protocol):
 class JobOutcome:
     workflow_id: str
     job_id: str
-    outcome: str  # new | changed | unchanged | stale | failed | skipped
+    outcome: str  # one of OUTCOMES
     changes: int = 0
     problems: int = 0
     status: str | None = None
     error: str | None = None
+    reason: str | None = None  # why it failed: the error's reason (auth, server_error, …)
 
 
 @dataclass
 class SyncSummary:
     run_id: int | None = None
     due: int = 0
-    counts: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(
-            ("new", "changed", "unchanged", "stale", "failed", "skipped"), 0
-        )
-    )
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     changes: int = 0
     problems: int = 0
     seconds: float = 0.0
@@ -80,11 +80,12 @@ class SyncSummary:
     def line(self) -> str:
         c = self.counts
         rate = self.due / self.seconds if self.seconds else 0.0
+        lost = f", lost lease {c['lost']}" if c["lost"] else ""
         return (
             f"sync: {self.due} due jobs in {self.seconds:.1f}s ({rate:.0f}/s): archived "
             f"{self.archived} (new {c['new']}, changed {c['changed']}), unchanged "
-            f"{c['unchanged']}, stale {c['stale']}, failed {c['failed']}, skipped {c['skipped']}; "
-            f"{self.changes} changes recorded"
+            f"{c['unchanged']}, stale {c['stale']}, failed {c['failed']}, skipped {c['skipped']}"
+            f"{lost}; {self.changes} changes recorded"
         )
 
 
@@ -93,7 +94,7 @@ def _now() -> datetime:
 
 
 class SyncPass:
-    """Holds what one pass needs; ``run`` does the pass."""
+    """Holds what passes need; ``run`` does one pass. ``stop`` ends a pass early and cleanly."""
 
     def __init__(
         self,
@@ -120,75 +121,92 @@ class SyncPass:
         self,
         *,
         everything: bool = False,
+        claims: Iterable[Claim] | None = None,
         on_job: Callable[[JobOutcome], None] | None = None,
         on_start: Callable[[int], None] | None = None,
+        window: int | None = None,
     ) -> SyncSummary:
+        """One pass over ``claims`` (leased jobs), or else over the due (``everything``) jobs."""
         started = time.monotonic()
         summary = SyncSummary()
+        self._auth_error = None
+        listed: list[Claim] | None = None
         with self.sessions.begin() as session:
-            jobs = tracking.due_jobs(session, self.now(), everything=everything)
             summary.run_id = runs.start_run(session, "sync", self.now())
-        summary.due = len(jobs)
-        if on_start:
-            on_start(len(jobs))
-        for outcome in self._outcomes(jobs, summary.run_id):
-            summary.counts[outcome.outcome] += 1
-            summary.changes += outcome.changes
-            summary.problems += outcome.problems
-            if outcome.error and outcome.outcome == "failed":
-                summary.errors.append(f"{outcome.workflow_id}/{outcome.job_id}: {outcome.error}")
-            if on_job:
-                on_job(outcome)
-        summary.auth_error = self._auth_error
-        summary.seconds = time.monotonic() - started
-        with self.sessions.begin() as session:
-            runs.finish_run(session, summary.run_id, summary.run_counts(), self.now())
+            if claims is None:
+                due = tracking.due_jobs(session, self.now(), everything=everything)
+                claims = listed = [Claim(w, j) for w, j in due]
+                if on_start:
+                    on_start(len(listed))
+        run_id = summary.run_id
+        try:
+            for outcome in self._outcomes(iter(claims), run_id, window or self.concurrency * 4):
+                summary.due += 1
+                summary.counts[outcome.outcome] += 1
+                summary.changes += outcome.changes
+                summary.problems += outcome.problems
+                if outcome.error and outcome.outcome == "failed":
+                    summary.errors.append(
+                        f"{outcome.workflow_id}/{outcome.job_id}: {outcome.error}"
+                    )
+                if on_job:
+                    on_job(outcome)
+            if listed is not None and summary.due < len(listed):  # stopped early
+                summary.counts["skipped"] += len(listed) - summary.due
+                summary.due = len(listed)
+        finally:
+            summary.auth_error = self._auth_error
+            summary.seconds = time.monotonic() - started
+            with self.sessions.begin() as session:
+                runs.finish_run(session, run_id, summary.run_counts(), self.now())
         return summary
 
-    def _outcomes(self, jobs: list[tuple[str, str]], run_id: int) -> Iterator[JobOutcome]:
+    def _outcomes(self, claims: Iterator[Claim], run_id: int, window: int) -> Iterator[JobOutcome]:
         """Results as they complete, with a bounded number of jobs in flight (flat memory)."""
-        window = self.concurrency * 4
         pending: set[Future[JobOutcome]] = set()
-        queue = iter(jobs)
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="archiver-sync") as pool:
             while True:
-                while len(pending) < window:
-                    job = next(queue, None)
-                    if job is None:
+                while len(pending) < window and not self.stop.is_set():
+                    held = next(claims, None)
+                    if held is None:
                         break
-                    pending.add(pool.submit(self._one, job[0], job[1], run_id))
+                    pending.add(pool.submit(self._one, held, run_id))
                 if not pending:
                     return
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield future.result()
 
-    def _one(self, workflow_id: str, job_id: str, run_id: int) -> JobOutcome:
+    def _one(self, held: Claim, run_id: int) -> JobOutcome:
+        wf, job_id = held.workflow_id, held.job_id
         if self.stop.is_set():
-            return JobOutcome(workflow_id, job_id, "skipped")
+            return JobOutcome(wf, job_id, "skipped")
         self.limiter.acquire()
         if self.stop.is_set():
-            return JobOutcome(workflow_id, job_id, "skipped")
+            return JobOutcome(wf, job_id, "skipped")
         try:
-            fetched = self.fetcher.fetch_job(workflow_id, job_id)
+            fetched = self.fetcher.fetch_job(wf, job_id)
         except AuthenticationError as exc:
             if not self.stop.is_set():
                 self._auth_error = str(exc)
                 self.stop.set()
-            self._record_failure(workflow_id, job_id, run_id, exc, count_against_job=False)
-            return JobOutcome(workflow_id, job_id, "failed", error=str(exc))
+            # the key is at fault, not the job: its schedule and failure count stay as they are
+            self._record_failure(held, run_id, exc, count_against_job=False)
+            return JobOutcome(wf, job_id, "failed", error=str(exc), reason=exc.reason)
         except ApiError as exc:
-            self._record_failure(workflow_id, job_id, run_id, exc)
-            return JobOutcome(workflow_id, job_id, "failed", error=str(exc))
-        return self._archive(fetched, run_id)
+            return self._record_failure(held, run_id, exc)
+        return self._archive(held, fetched, run_id)
 
-    def _archive(self, fetched: FetchedJob, run_id: int) -> JobOutcome:
-        wf, job_id = fetched.workflow_id, fetched.job_id
+    def _archive(self, held: Claim, fetched: FetchedJob, run_id: int) -> JobOutcome:
+        wf, job_id = held.workflow_id, held.job_id
+
+        def check_lease(session: Session) -> None:
+            leases.verify(session, held)
 
         def update_tracking(session: Session, result: ArchiveResult) -> None:
             row = tracking.load(session, wf, job_id)
             values = self.policy.after_success(row, self.now(), result.status, result.is_terminal)
-            tracking.apply(session, wf, job_id, values)
+            tracking.apply(session, wf, job_id, {**values, **leases.RELEASED})
 
         try:
             result = archive_one(
@@ -198,49 +216,59 @@ class SyncPass:
                 workflow_id=wf,
                 job_id=job_id,
                 classifier=self.classifier,
+                on_begin=check_lease,
                 before_commit=update_tracking,
             )
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+            return JobOutcome(wf, job_id, "lost", error=str(exc), reason="lease_lost")
         except ArchiverError as exc:
-            self._record_failure(wf, job_id, run_id, exc)
-            return JobOutcome(wf, job_id, "failed", error=str(exc))
-        except (IntegrityError, DBAPIError) as exc:
-            message = f"database refused the job: {str(exc.orig).strip().splitlines()[0][:300]}"
-            self._record_failure(wf, job_id, run_id, exc, message=message)
-            return JobOutcome(wf, job_id, "failed", error=message)
+            return self._record_failure(held, run_id, exc)
+        except DBAPIError as exc:
+            first = str(exc.orig).strip().splitlines()
+            message = f"database refused the job: {first[0][:300] if first else exc}"
+            return self._record_failure(held, run_id, exc, message=message)
         return JobOutcome(
             wf, job_id, result.outcome, result.changes, result.problems, result.status
         )
 
     def _record_failure(
         self,
-        workflow_id: str,
-        job_id: str,
+        held: Claim,
         run_id: int,
         exc: Exception,
         *,
         message: str | None = None,
         count_against_job: bool = True,
-    ) -> None:
+    ) -> JobOutcome:
+        wf, job_id = held.workflow_id, held.job_id
         message = message or str(exc)
+        reason = _reason(exc)
         now = self.now()
-        log.warning("%s/%s failed: %s", workflow_id, job_id, message)
-        with self.sessions.begin() as session:
-            if count_against_job:
-                row = tracking.load(session, workflow_id, job_id)
-                tracking.apply(
-                    session, workflow_id, job_id, self.policy.after_failure(row, now, exc, message)
+        try:
+            with self.sessions.begin() as session:
+                leases.verify(session, held)
+                values = dict(leases.RELEASED)
+                if count_against_job:
+                    row = tracking.load(session, wf, job_id)
+                    values.update(self.policy.after_failure(row, now, exc, message))
+                tracking.apply(session, wf, job_id, values)
+                runs.record_error(
+                    session,
+                    run_id,
+                    workflow_id=wf,
+                    job_id=job_id,
+                    when=now,
+                    reason=reason,
+                    message=message,
+                    http_status=getattr(exc, "status", None),
+                    error_code=getattr(exc, "code", None),
                 )
-            runs.record_error(
-                session,
-                run_id,
-                workflow_id=workflow_id,
-                job_id=job_id,
-                when=now,
-                reason=_reason(exc),
-                message=message,
-                http_status=getattr(exc, "status", None),
-                error_code=getattr(exc, "code", None),
-            )
+        except LeaseLost as lost:
+            log.warning("%s", lost)
+            return JobOutcome(wf, job_id, "lost", error=str(lost), reason="lease_lost")
+        log.warning("%s/%s failed: %s", wf, job_id, message)
+        return JobOutcome(wf, job_id, "failed", error=message, reason=reason)
 
 
 def _reason(exc: Exception) -> str:

@@ -7,7 +7,7 @@ registers the commands of one area on the shared group.
 
 from __future__ import annotations
 
-from archiver.cli import archive_cmds, db_cmds, sync_cmds, tracking_cmds  # noqa: F401
+from archiver.cli import archive_cmds, db_cmds, run_cmds, sync_cmds, tracking_cmds  # noqa: F401
 from archiver.cli.common import cli
 
 

@@ -1,0 +1,270 @@
+"""``archiver run``: sync passes on a schedule, for months, through outages, stopping cleanly.
+
+APScheduler (BlockingScheduler, UTC) fires a pass at start and then every interval, with
+``max_instances=1``, ``coalesce=True`` and a misfire grace of one interval, so a pass that overruns
+neither overlaps the next nor causes a burst after it. Each pass claims its jobs through leases
+(``archiver.leases``) so several daemons can share one PostgreSQL or MySQL/MariaDB database; on
+SQLite one daemon per file is enforced with a lock file.
+
+A pass that fails (database unreachable, sessions killed) is logged and counted; the next one
+simply tries again, and nothing is half-written because every job is its own transaction. A
+rejected key pauses polling: passes then probe with one job at a time until the key works again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from archiver import db, leases
+from archiver.client import ApiClient
+from archiver.config import Settings, mask_url
+from archiver.errors import ArchiverError, ConfigError
+from archiver.metrics import Health, Metrics, MonitoringServer
+from archiver.models import TrackedJob
+from archiver.statuses import StatusClassifier
+from archiver.sync import SyncPass, SyncSummary
+from archiver.tracking import PollingPolicy
+
+log = logging.getLogger("archiver.run")
+DB_CHECK_CACHE_SECONDS = 5.0  # /healthz is polled; do not hit the database each time
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.owner = leases.worker_name()
+        self.engine = db.make_engine(settings.database_url)
+        self.sessions = db.session_factory(self.engine)
+        self.client = ApiClient(settings, observer=self.metrics.observe_request)
+        self.sync = SyncPass(
+            self.sessions,
+            self.client,
+            policy=PollingPolicy.from_settings(settings),
+            classifier=StatusClassifier.with_overrides(settings.status_map),
+            concurrency=settings.concurrency,
+            rate_limit=settings.rate_limit,
+        )
+        self.health = Health(interval=settings.run_interval, check_database=self._database_problem)
+        self.stopping = threading.Event()
+        self.idle = threading.Event()
+        self.idle.set()
+        self._lock_file: IO[str] | None = None
+        self._db_checked: tuple[float, str | None] = (-DB_CHECK_CACHE_SECONDS, None)
+        self.db_check_cache_seconds = DB_CHECK_CACHE_SECONDS
+        self.scheduler: BlockingScheduler | None = None
+
+    # --- one pass --------------------------------------------------------------------------
+
+    def _claims(self, limit: int) -> Iterator[leases.Claim]:
+        """Claims batch by batch, so other daemons get their share of a long pass.
+
+        Only jobs due when the pass began: a job handled in this pass is never due again before
+        its end, however short the poll interval, so a pass always ends.
+        """
+        due_before = datetime.now(UTC)
+        while not self.sync.stop.is_set():
+            with self.sessions.begin() as session:
+                batch = leases.claim(
+                    session, self.owner, due_before, limit, self.settings.lease_duration()
+                )
+            if not batch:
+                return
+            yield from batch
+
+    def pass_once(self) -> SyncSummary | None:
+        """Run one pass; never raises (a failed pass is logged, counted, and tried again later)."""
+        if self.stopping.is_set():
+            return None
+        self.idle.clear()
+        started = time.monotonic()
+        summary: SyncSummary | None = None
+        try:
+            probing = self.health.key_rejected is not None
+            window = 1 if probing else self.settings.concurrency
+            summary = self.sync.run(
+                claims=self._claims(window), on_job=self.metrics.observe_job, window=window
+            )
+            self._after_pass(summary, time.monotonic() - started)
+        except (SQLAlchemyError, ArchiverError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, ArchiverError) else db.describe_error(exc)
+            self.health.database_error = reason
+            self.metrics.observe_pass(None, time.monotonic() - started)
+            log.error(
+                "pass failed after %.1fs: %s; the next pass in %.0fs tries again",
+                time.monotonic() - started,
+                reason,
+                self.settings.run_interval,
+                extra={"event": "pass_failed"},
+            )
+            summary = None
+        finally:
+            with contextlib.suppress(SQLAlchemyError), self.sessions.begin() as session:
+                leases.release(session, self.owner)
+            if not self.stopping.is_set():
+                self.sync.stop.clear()
+            self.idle.set()
+        return summary
+
+    def _after_pass(self, summary: SyncSummary, seconds: float) -> None:
+        self.health.database_error = None
+        self.metrics.observe_pass(summary, seconds)
+        if summary.auth_error:
+            if self.health.key_rejected is None:
+                log.error(
+                    "the API rejected the key (%s): polling paused; each pass probes one job "
+                    "until the key works again. Fix PIXXEL_API_KEY.",
+                    summary.auth_error,
+                    extra={"event": "key_rejected"},
+                )
+            self.health.key_rejected = summary.auth_error
+            self.metrics.key_rejected.set(1)  # and a paused pass is no successful pass
+        else:
+            if self.health.key_rejected is not None and summary.due:
+                log.info("the API accepts the key again: polling resumed")
+                self.health.key_rejected = None
+                self.metrics.key_rejected.set(0)
+            self.health.last_success = time.time()
+        with self.sessions() as session:
+            counts = dict(
+                session.execute(
+                    select(TrackedJob.state, func.count()).group_by(TrackedJob.state)
+                ).all()
+            )
+        self.metrics.set_tracked({str(k): int(v) for k, v in counts.items()})
+        log.info(
+            "%s",
+            summary.line(),
+            extra={
+                "event": "pass",
+                "due": summary.due,
+                "seconds": round(summary.seconds, 3),
+                **summary.counts,
+                "changes": summary.changes,
+            },
+        )
+
+    # --- health ----------------------------------------------------------------------------
+
+    def _database_problem(self) -> str | None:
+        """Reachable and at the code's schema? Cached for a few seconds: /healthz is polled."""
+        checked_at, problem = self._db_checked
+        if time.monotonic() - checked_at < self.db_check_cache_seconds:
+            return problem
+        try:
+            db.check_schema(self.engine)
+            problem = None
+        except ArchiverError as exc:
+            problem = str(exc)
+        except SQLAlchemyError as exc:
+            problem = db.describe_error(exc)
+        self._db_checked = (time.monotonic(), problem)
+        return problem
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def lock_sqlite(self) -> None:
+        """One daemon per SQLite file: a second one refuses to start (use PostgreSQL to scale)."""
+        url = make_url(self.settings.database_url)
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return
+        path = Path(url.database).resolve()
+        handle = open(f"{path}.run-lock", "a+")  # noqa: SIM115 - held for the process's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            other = handle.read().strip() or "another process"
+            handle.close()
+            raise ConfigError(
+                f"another `archiver run` ({other}) already archives into {path}: SQLite allows "
+                "one daemon per file; run several daemons on PostgreSQL or MySQL/MariaDB"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._lock_file = handle
+
+    def run(self, *, metrics_host: str = "127.0.0.1", metrics_port: int | None = None) -> int:
+        """Block until SIGINT/SIGTERM; returns the exit status."""
+        self.lock_sqlite()
+        db.check_schema(self.engine)
+        monitor = None
+        if metrics_port is not None:
+            monitor = MonitoringServer(
+                self.metrics, self.health, metrics_host, metrics_port
+            ).start()
+            log.info(
+                "metrics and health on http://%s:%d/metrics and /healthz",
+                metrics_host,
+                monitor.port,
+            )
+        interval = self.settings.run_interval
+        self.scheduler = BlockingScheduler(timezone=UTC)
+        self.scheduler.add_job(
+            self.pass_once,
+            "interval",
+            seconds=interval,
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(interval)),
+            id="sync-pass",
+        )
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
+        log.info(
+            "archiver run: worker %s, every %.0fs, %d workers, database %s",
+            self.owner,
+            interval,
+            self.settings.concurrency,
+            mask_url(self.settings.database_url),
+        )
+        self.scheduler.start()  # returns once _on_signal shut it down
+        return self._finish(monitor)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self.stopping.is_set():
+            return
+        log.info(
+            "%s received: finishing in-flight jobs, taking no new ones", signal.Signals(signum).name
+        )
+        self.stopping.set()
+        self.sync.stop.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+
+    def _finish(self, monitor: MonitoringServer | None) -> int:
+        grace = 2 * self.settings.request_deadline
+        finished = self.idle.wait(grace)
+        with contextlib.suppress(SQLAlchemyError), self.sessions.begin() as session:
+            released = leases.release(session, self.owner)
+            if released:
+                log.info("released %d leases", released)
+        if monitor is not None:
+            monitor.stop()
+        if not finished:
+            # the jobs still in flight are abandoned; their transactions die with the process
+            log.warning("in-flight jobs did not finish within %.0fs: abandoning them", grace)
+            logging.shutdown()
+            os._exit(0)
+        self.client.close()
+        self.engine.dispose()
+        log.info("stopped cleanly")
+        return 0
