@@ -26,6 +26,7 @@ import contextlib
 import email.utils
 import http
 import logging
+import math
 import random
 import re
 import socket
@@ -480,8 +481,11 @@ class ApiClient:
         except ApiError:
             body = b""  # the status says enough; the envelope is a bonus
         code, message = _envelope(body)
+        # redact before shortening: a key echoed across the cut would otherwise survive in part
         if code is not None:
-            code = self._redact(code)
+            code = _one_line(self._redact(code))
+        if message is not None:
+            message = _one_line(self._redact(message))
         retry_after = None
         if status in (429, 503):
             retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -596,7 +600,9 @@ def _is_auth_code(code: str | None) -> bool:
     if not code:
         return False
     lowered = code.lower()
-    return lowered in AUTH_FAILURE_CODES or any(p in lowered for p in ("auth", "api_key", "token"))
+    # "authenticat…" but not "not_authorized": a job the key may not see is not a bad key
+    hints = ("authenticat", "api_key", "apikey", "token")
+    return lowered in AUTH_FAILURE_CODES or any(p in lowered for p in hints)
 
 
 def _envelope(body: bytes | dict[str, Any]) -> tuple[str | None, str | None]:
@@ -612,8 +618,8 @@ def _envelope(body: bytes | dict[str, Any]) -> tuple[str | None, str | None]:
         return None, None
     code, message = error.get("code"), error.get("message")
     return (
-        _one_line(code) if isinstance(code, str | int) and not isinstance(code, bool) else None,
-        _one_line(message) if isinstance(message, str) else None,
+        str(code) if isinstance(code, str | int) and not isinstance(code, bool) else None,
+        message if isinstance(message, str) else None,
     )
 
 
@@ -628,7 +634,8 @@ def _retry_after(value: str | None) -> float | None:
         return None
     match = _DELTA_SECONDS.fullmatch(value)
     if match:
-        return float(match.group(1))
+        seconds = float(match.group(1))
+        return seconds if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

@@ -188,6 +188,8 @@ class PollingPolicy:
             "consecutive_failures": 0,
             "last_error": None,
         }
+        if row.get("state") == "untracked":  # untracked while this fetch was in flight
+            return values
         if not terminal:
             return {
                 **values,
@@ -216,13 +218,15 @@ class PollingPolicy:
             "last_error": message[:2000],
             "last_error_at": now,
         }
+        if row.get("state") == "untracked":
+            return values
         if isinstance(error, NotFoundError | ForbiddenError) and failures >= self.pause_after:
             return {**values, "state": "paused", "next_poll_at": None}
         base = self.interval if row.get("state") != "settling" else self.settle_interval
-        delay = min(self.backoff_max, base * 2 ** (failures - 1))
+        delay = min(self.backoff_max, base * 2 ** min(failures - 1, 30))
         retry_after = getattr(error, "retry_after", None)
-        if retry_after:
-            delay = max(delay, float(retry_after))
+        if retry_after:  # honoured, but a server cannot push a job out past the backoff cap
+            delay = max(delay, min(float(retry_after), self.backoff_max))
         return {**values, "next_poll_at": now + self._jittered(delay)}
 
 
