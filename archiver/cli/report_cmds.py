@@ -24,6 +24,7 @@ from archiver.render import records, records_csv, records_json, records_table
 from archiver.values import parse_timestamp
 
 BLOCK_NOTE = "A job's whole cost counts under every block it used: rows do not add up to a total."
+NAME_AND_VERSION = ("block_name", "block_version")  # the table shows them as one `block`
 DAY_NOTE = "Days and months are UTC; 'unknown': jobs without created_at."
 PRECISION_NOTE = (
     "Each change happened within its window: the seconds between the last poll that saw the "
@@ -115,7 +116,7 @@ def report_cost(
     if by == "block":
         blocks = _read(database_url, reports.cost_by_block, since, until)
         columns = _columns(reports.BlockCostRow)
-        shown = [c for c in columns if c not in ("block_name", "block_version")]
+        shown = [c for c in columns if c not in NAME_AND_VERSION]
         _emit(records(blocks), columns, fmt, title, BLOCK_NOTE, shown=shown)
         return
     rows: list[reports.CostRow] = _read(database_url, reports.cost_by, by, since, until)
@@ -171,7 +172,9 @@ def report_status(
 def report_failures(fmt: str, database_url: str | None) -> None:
     """Failed tasks by block, version and failure type, most first (current task states)."""
     rows = _read(database_url, reports.failures)
-    _emit(records(rows), _columns(reports.FailureRow), fmt, "failed tasks by block")
+    columns = _columns(reports.FailureRow)
+    shown = [c for c in columns if c not in NAME_AND_VERSION]
+    _emit(records(rows), columns, fmt, "failed tasks by block", shown=shown)
 
 
 @report.command("as-of")
