@@ -12,6 +12,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -60,10 +61,9 @@ def _fresh_mysql(name: str) -> tuple[str, callable]:
     return url.render_as_string(hide_password=False), drop
 
 
-@pytest.fixture(params=BACKENDS)
-def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """URL of an empty, isolated database on each configured backend."""
-    backend = request.param
+@contextmanager
+def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty, isolated database on ``backend``, dropped afterwards (or a skip)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'archive.db'}"
@@ -80,6 +80,13 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
     finally:
         drop()
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty, isolated database on each configured backend."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -103,3 +110,19 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
 
 def backend_of(url: str) -> str:
     return make_url(url).get_backend_name()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def report_archive_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A database holding the scripted archive of ``report_archive.py``, built once per module.
+
+    Building it once keeps the reporting tests fast on three databases; they only read it.
+    """
+    import report_archive
+
+    with fresh_database(request.param, tmp_path_factory.mktemp("reports")) as url:
+        db.upgrade(url)
+        report_archive.build(url)
+        yield url

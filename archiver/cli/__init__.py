@@ -7,7 +7,14 @@ registers the commands of one area on the shared group.
 
 from __future__ import annotations
 
-from archiver.cli import archive_cmds, db_cmds, run_cmds, sync_cmds, tracking_cmds  # noqa: F401
+from archiver.cli import (  # noqa: F401
+    archive_cmds,
+    db_cmds,
+    report_cmds,
+    run_cmds,
+    sync_cmds,
+    tracking_cmds,
+)
 from archiver.cli.common import cli
 
 

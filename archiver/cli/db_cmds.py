@@ -5,7 +5,15 @@ from __future__ import annotations
 import click
 
 from archiver import db as dbmod
-from archiver.cli.common import build_settings, cli, database_option, open_archive, reported_errors
+from archiver import grants
+from archiver.cli.common import (
+    Abort,
+    build_settings,
+    cli,
+    database_option,
+    open_archive,
+    reported_errors,
+)
 
 
 @cli.group()
@@ -32,3 +40,25 @@ def db_check(database_url: str | None) -> None:
     with open_archive(settings):
         pass
     click.echo(f"database {settings.masked_database_url()} is up to date")
+
+
+@db.command("grant-reader")
+@click.argument("role")
+@database_option
+def db_grant_reader(role: str, database_url: str | None) -> None:
+    """Let ROLE read every table and view of the archive, and nothing more (PostgreSQL).
+
+    Run it as the user that runs the migrations: later tables and views become readable too.
+    On MariaDB/MySQL it prints the GRANT for an administrator to run.
+    """
+    settings = build_settings(database_url=database_url)
+    with open_archive(settings) as sessions, sessions() as session:
+        try:
+            statements = grants.grant_reader(session.get_bind(), role)
+        except grants.NotPostgresError as exc:
+            if exc.statement:
+                click.echo(exc.statement)
+            raise Abort(str(exc)) from None
+    for statement in statements:
+        click.echo(f"{statement};")
+    click.echo(f"role {role} can now read {settings.masked_database_url()}", err=True)

@@ -1,0 +1,189 @@
+"""``archiver report``: cost, status, failures and point-in-time reports (docs/reporting.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.console import Console
+
+from archiver import reports
+from archiver.cli.common import (
+    Abort,
+    F,
+    build_settings,
+    cli,
+    database_option,
+    format_option,
+    open_archive,
+)
+from archiver.render import records, records_csv, records_json, records_table
+from archiver.values import parse_timestamp
+
+BLOCK_NOTE = "A job's whole cost counts under every block it used: rows do not add up to a total."
+NAME_AND_VERSION = ("block_name", "block_version")  # the table shows them as one `block`
+DAY_NOTE = "Days and months are UTC; 'unknown': jobs without created_at."
+PRECISION_NOTE = (
+    "Each change happened within its window: the seconds between the last poll that saw the "
+    "old status and the first that saw the new one (--format csv shows both polls)."
+)
+
+
+def _timestamp(_ctx: Any, param: click.Parameter, value: str | None) -> datetime | None:
+    """ISO-8601, date-only accepted (midnight UTC); a time without a zone is UTC."""
+    if value is None:
+        return None
+    parsed = parse_timestamp(value)
+    if parsed.value is None:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 date or timestamp", param=param)
+    return parsed.value
+
+
+def _period_options(func: F) -> F:
+    func = click.option(
+        "--until",
+        callback=_timestamp,
+        help="Only jobs created before this UTC date or time (exclusive).",
+    )(func)
+    return click.option(
+        "--since",
+        callback=_timestamp,
+        help="Only jobs created at or after this UTC date or time, e.g. 2026-10-01.",
+    )(func)
+
+
+def _columns(row_type: type) -> list[str]:
+    return [f.name for f in fields(row_type)]
+
+
+def _emit(
+    data: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    fmt: str,
+    title: str,
+    caption: str | None = None,
+    *,
+    shown: Sequence[str] | None = None,
+) -> None:
+    """Print records as a rich table, CSV (header first, even when empty) or a JSON array.
+
+    CSV and JSON carry every column; the table may show fewer (``shown``) to fit a terminal.
+    """
+    if fmt == "json":
+        click.echo(records_json(data))
+    elif fmt == "csv":
+        click.echo(records_csv(data, columns), nl=False)
+    elif not data:
+        click.echo(f"{title}: nothing in the archive matches")
+    else:
+        table = records_table(data, shown or columns, title, caption)
+        Console(soft_wrap=False).print(table)
+
+
+def _read(database_url: str | None, query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    settings = build_settings(database_url=database_url)
+    with open_archive(settings) as sessions, sessions() as session:
+        return query(session, *args, **kwargs)
+
+
+@cli.group()
+def report() -> None:
+    """Reports over the archive; the SQL behind them is in docs/reporting.md."""
+
+
+@report.command("cost")
+@click.option(
+    "--by",
+    type=click.Choice(["workflow", "user", "block", "day", "month"]),
+    default="workflow",
+    show_default=True,
+    help="Group by workflow, user (created_by), block (name@version), or UTC creation day/month.",
+)
+@_period_options
+@format_option("table", "csv", "json")
+@database_option
+def report_cost(
+    by: str, since: datetime | None, until: datetime | None, fmt: str, database_url: str | None
+) -> None:
+    """Cost of the archived jobs by workflow, user, block, or the day or month they were created."""
+    if since is not None and until is not None and since >= until:
+        raise click.BadParameter("must be before --until", param_hint="--since")
+    ranged = since is not None or until is not None
+    title = f"cost by {by}" + (" (jobs created in range)" if ranged else "")
+    if by == "block":
+        blocks = _read(database_url, reports.cost_by_block, since, until)
+        columns = _columns(reports.BlockCostRow)
+        shown = [c for c in columns if c not in NAME_AND_VERSION]
+        _emit(records(blocks), columns, fmt, title, BLOCK_NOTE, shown=shown)
+        return
+    rows: list[reports.CostRow] = _read(database_url, reports.cost_by, by, since, until)
+    columns = [by, "jobs", "jobs_without_cost", "cost"]
+    data = [
+        dict(zip(columns, (r.group, r.jobs, r.jobs_without_cost, r.cost), strict=True))
+        for r in rows
+    ]
+    if fmt == "table" and data:
+        totals = [sum(r[c] for r in data) for c in columns[1:]]
+        data.append(dict(zip(columns, ("total", *totals), strict=True)))
+    _emit(data, columns, fmt, title, DAY_NOTE)
+
+
+@report.command("status")
+@click.argument("workflow_id", required=False)
+@click.argument("job_id", required=False)
+@click.option("--tasks", is_flag=True, help="Tasks instead of jobs.")
+@format_option("table", "csv", "json")
+@database_option
+def report_status(
+    workflow_id: str | None, job_id: str | None, tasks: bool, fmt: str, database_url: str | None
+) -> None:
+    """Time spent in each status: a summary, or one job's periods (WORKFLOW_ID JOB_ID).
+
+    Each change happened between two polls: after prev_seen_at (last_seen_at) and by
+    entered_at (left_at); the *_window_s columns say how wide that interval is.
+    """
+    what = "tasks" if tasks else "jobs"
+    if workflow_id is None:
+        summary = _read(database_url, reports.status_summary, tasks=tasks)
+        title = f"time in each status ({what}; durations over the periods that ended)"
+        _emit(records(summary), _columns(reports.StatusSummaryRow), fmt, title)
+        return
+    if job_id is None:
+        raise click.UsageError("give WORKFLOW_ID JOB_ID, or neither for a summary")
+    periods = _read(database_url, reports.status_periods, workflow_id, job_id, tasks=tasks)
+    if not periods:
+        raise Abort(f"no {'task ' if tasks else ''}history for job {workflow_id}/{job_id}")
+    columns = _columns(reports.StatusPeriodRow)
+    if not tasks:
+        columns.remove("task_id")
+    data = [{c: r[c] for c in columns} for r in records(periods)]
+    hidden = ("seq", "next_status", "prev_seen_at", "last_seen_at")
+    shown = [c for c in columns if c not in hidden]
+    title = f"status periods of {workflow_id}/{job_id} ({what})"
+    _emit(data, columns, fmt, title, PRECISION_NOTE, shown=shown)
+
+
+@report.command("failures")
+@format_option("table", "csv", "json")
+@database_option
+def report_failures(fmt: str, database_url: str | None) -> None:
+    """Failed tasks by block, version and failure type, most first (current task states)."""
+    rows = _read(database_url, reports.failures)
+    columns = _columns(reports.FailureRow)
+    shown = [c for c in columns if c not in NAME_AND_VERSION]
+    _emit(records(rows), columns, fmt, "failed tasks by block", shown=shown)
+
+
+@report.command("as-of")
+@click.argument("timestamp", callback=_timestamp)
+@format_option("table", "csv", "json")
+@database_option
+def report_as_of(timestamp: datetime, fmt: str, database_url: str | None) -> None:
+    """Every job's status, cost and progress as archived at TIMESTAMP (UTC unless it says)."""
+    rows = _read(database_url, reports.as_of, timestamp)
+    title = f"jobs as of {timestamp.strftime('%Y-%m-%d %H:%M:%S.%f')} UTC"
+    columns = _columns(reports.AsOfRow)
+    _emit(records(rows), columns, fmt, title, shown=columns[:-1])

@@ -1,0 +1,329 @@
+"""Reports for cost and audit, read from the reporting views (docs/reporting.md).
+
+The CLI and BI tools get the same answers because both read the views the migrations create;
+this module only filters, groups and orders them. Functions take a session, never commit, and
+return plain dataclasses. Rows are ordered here, in Python, because databases order text by
+different collations and a report must read the same on every database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import Integer, Numeric, String, column, func, select, table
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from archiver.models import JobVersion
+from archiver.sqltypes import UTCDateTime
+from archiver.statuses import CLASSES
+
+CostBy = Literal["workflow", "user", "day", "month"]
+COST_GROUPS: dict[str, str] = {
+    "workflow": "workflow_id",
+    "user": "created_by",
+    "day": "created_day",
+    "month": "created_month",
+}
+SECONDS = Numeric(20, 3)
+_TEXT = String(255)
+
+
+def _view(name: str, **columns: Any) -> Any:
+    """A typed handle on a view, so binds and results convert like the tables' own columns."""
+    return table(name, *(column(n, t) for n, t in columns.items()))
+
+
+JOB_COST = _view(
+    "v_job_cost",
+    workflow_id=_TEXT,
+    created_by=_TEXT,
+    created_at=UTCDateTime(),
+    created_day=_TEXT,
+    created_month=_TEXT,
+    cost=Integer(),
+)
+JOB_BLOCK_COST = _view(
+    "v_job_block_cost",
+    created_at=UTCDateTime(),
+    block=_TEXT,
+    block_name=_TEXT,
+    block_version=_TEXT,
+    tasks=Integer(),
+    job_cost=Integer(),
+)
+_PERIOD_COLUMNS = {
+    "workflow_id": _TEXT,
+    "job_id": _TEXT,
+    "seq": Integer(),
+    "status": _TEXT,
+    "status_class": _TEXT,
+    "entered_at": UTCDateTime(),
+    "left_at": UTCDateTime(),
+    "next_status": _TEXT,
+    "duration_s": SECONDS,
+    "prev_seen_at": UTCDateTime(),
+    "last_seen_at": UTCDateTime(),
+    "entry_window_s": SECONDS,
+    "exit_window_s": SECONDS,
+}
+JOB_PERIODS = _view("v_job_status_periods", **_PERIOD_COLUMNS)
+TASK_PERIODS = _view("v_task_status_periods", task_id=_TEXT, **_PERIOD_COLUMNS)
+TASK_FAILURES = _view(
+    "v_task_failures",
+    block=_TEXT,
+    block_name=_TEXT,
+    block_version=_TEXT,
+    failure_type=_TEXT,
+    failed_tasks=Integer(),
+    jobs=Integer(),
+)
+
+
+def _none_last(value: Any) -> tuple[bool, Any]:
+    return (value is None, "" if value is None else value)
+
+
+def _int(value: Any) -> int:
+    """SUM is DECIMAL on MariaDB and NUMERIC on PostgreSQL; counts and money are integers."""
+    return int(value or 0)
+
+
+def _seconds(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value).quantize(Decimal("0.001"))
+
+
+def _created_between(
+    created_at: ColumnElement[Any], since: datetime | None, until: datetime | None
+) -> list[ColumnElement[bool]]:
+    """``since`` inclusive, ``until`` exclusive; a job without ``created_at`` matches neither."""
+    where = []
+    if since is not None:
+        where.append(created_at >= since)
+    if until is not None:
+        where.append(created_at < until)
+    return where
+
+
+# --- cost ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CostRow:
+    group: str | None  # workflow id, user, UTC day, UTC month; 'unknown' day/month: no created_at
+    jobs: int
+    jobs_without_cost: int
+    cost: int
+
+
+def cost_by(
+    session: Session, by: CostBy, since: datetime | None = None, until: datetime | None = None
+) -> list[CostRow]:
+    """Cost of jobs by workflow, user, or the UTC day/month the job was created."""
+    key = JOB_COST.c[COST_GROUPS[by]]
+    cost = JOB_COST.c.cost
+    rows = session.execute(
+        select(key, func.count(), func.count() - func.count(cost), func.sum(cost))
+        .where(*_created_between(JOB_COST.c.created_at, since, until))
+        .group_by(key)
+    )
+    result = [CostRow(g, _int(n), _int(missing), _int(c)) for g, n, missing, c in rows]
+    return sorted(result, key=lambda r: _none_last(r.group))
+
+
+@dataclass(frozen=True)
+class BlockCostRow:
+    """A job's whole cost counts under every block it used: rows do not add up to the total."""
+
+    block: str
+    block_name: str | None
+    block_version: str | None
+    jobs: int
+    tasks: int
+    jobs_without_cost: int
+    jobs_cost: int
+
+
+def cost_by_block(
+    session: Session, since: datetime | None = None, until: datetime | None = None
+) -> list[BlockCostRow]:
+    v = JOB_BLOCK_COST.c
+    rows = session.execute(
+        select(
+            v.block,
+            v.block_name,
+            v.block_version,
+            func.count(),
+            func.sum(v.tasks),
+            func.count() - func.count(v.job_cost),
+            func.sum(v.job_cost),
+        )
+        .where(*_created_between(v.created_at, since, until))
+        .group_by(v.block, v.block_name, v.block_version)
+    )
+    result = [
+        BlockCostRow(b, name, version, _int(n), _int(t), _int(m), _int(c))
+        for b, name, version, n, t, m, c in rows
+    ]
+    return sorted(result, key=lambda r: r.block)
+
+
+# --- status --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusSummaryRow:
+    status: str | None
+    status_class: str | None
+    now: int  # jobs (or tasks) in this status now
+    periods: int  # times a job (or task) entered it
+    avg_duration_s: Decimal | None  # over the periods that ended
+    max_duration_s: Decimal | None
+    avg_entry_window_s: Decimal | None  # how precisely the entries are known, on average
+
+
+def status_summary(session: Session, *, tasks: bool = False) -> list[StatusSummaryRow]:
+    v = (TASK_PERIODS if tasks else JOB_PERIODS).c
+    rows = session.execute(
+        select(
+            v.status,
+            v.status_class,
+            func.count() - func.count(v.left_at),
+            func.count(),
+            func.avg(v.duration_s),
+            func.max(v.duration_s),
+            func.avg(v.entry_window_s),
+        ).group_by(v.status, v.status_class)
+    )
+    result = [
+        StatusSummaryRow(
+            s, c, _int(now), _int(n), _seconds(avg), _seconds(longest), _seconds(window)
+        )
+        for s, c, now, n, avg, longest, window in rows
+    ]
+    order = {name: i for i, name in enumerate(CLASSES)}  # the lifecycle: queued first
+    return sorted(
+        result, key=lambda r: (order.get(r.status_class or "", len(order)), _none_last(r.status))
+    )
+
+
+@dataclass(frozen=True)
+class StatusPeriodRow:
+    task_id: str | None  # None for the job itself
+    seq: int
+    status: str | None
+    entered_at: datetime
+    left_at: datetime | None  # None: still in it
+    next_status: str | None
+    duration_s: Decimal | None
+    prev_seen_at: datetime | None  # the change to this status happened after this poll ...
+    last_seen_at: datetime | None  # ... and the change away from it after this one
+    entry_window_s: Decimal | None
+    exit_window_s: Decimal | None
+
+
+def status_periods(
+    session: Session, workflow_id: str, job_id: str, *, tasks: bool = False
+) -> list[StatusPeriodRow]:
+    """The job's (or its tasks') time in each status, with how precisely each change is known."""
+    view = TASK_PERIODS if tasks else JOB_PERIODS
+    v = view.c
+    task_id = v.task_id if tasks else None
+    rows = session.execute(
+        select(
+            *([task_id] if task_id is not None else []),
+            v.seq,
+            v.status,
+            v.entered_at,
+            v.left_at,
+            v.next_status,
+            v.duration_s,
+            v.prev_seen_at,
+            v.last_seen_at,
+            v.entry_window_s,
+            v.exit_window_s,
+        ).where(v.workflow_id == workflow_id, v.job_id == job_id)
+    )
+    result = []
+    for row in rows:
+        values = list(row) if tasks else [None, *row]
+        tid, seq, status, entered, left, nxt, duration, prev, last, entry, exit_ = values
+        result.append(
+            StatusPeriodRow(
+                tid,
+                int(seq),
+                status,
+                entered,
+                left,
+                nxt,
+                _seconds(duration),
+                prev,
+                last,
+                _seconds(entry),
+                _seconds(exit_),
+            )
+        )
+    return sorted(result, key=lambda r: (_none_last(r.task_id), r.seq))
+
+
+# --- failures ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    block: str
+    block_name: str | None
+    block_version: str | None
+    failure_type: str  # '(none)' when the API gave none
+    failed_tasks: int
+    jobs: int
+
+
+def failures(session: Session) -> list[FailureRow]:
+    """Tasks whose current status is a failure, by block, version and failure type; most first."""
+    v = TASK_FAILURES.c
+    rows = session.execute(
+        select(v.block, v.block_name, v.block_version, v.failure_type, v.failed_tasks, v.jobs)
+    )
+    result = [FailureRow(b, n, ver, f, _int(t), _int(j)) for b, n, ver, f, t, j in rows]
+    return sorted(result, key=lambda r: (-r.failed_tasks, r.block, r.failure_type))
+
+
+# --- point in time -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AsOfRow:
+    workflow_id: str
+    job_id: str
+    version: int
+    status: str | None
+    cost: int | None
+    progress_pct: Decimal | None
+    valid_from: datetime
+    valid_to: datetime | None
+
+
+def as_of(session: Session, when: datetime) -> list[AsOfRow]:
+    """Every job as the archive knew it at ``when``: valid_from <= when < valid_to (or current).
+
+    Jobs first seen after ``when`` are absent: the archive cannot know what it had not seen.
+    """
+    v = JobVersion
+    rows = session.execute(
+        select(
+            v.workflow_id,
+            v.job_id,
+            v.version,
+            v.status,
+            v.cost,
+            v.progress_pct,
+            v.valid_from,
+            v.valid_to,
+        ).where(v.valid_from <= when, (v.valid_to.is_(None)) | (v.valid_to > when))
+    )
+    result = [AsOfRow(*row) for row in rows]
+    return sorted(result, key=lambda r: (r.workflow_id, r.job_id))
