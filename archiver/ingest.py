@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import runs
-from archiver.db import is_retryable
+from archiver.db import describe_error, is_retryable
 from archiver.errors import ArchiverError, PayloadError
-from archiver.jsonload import JsonError, loads
+from archiver.jsonload import JsonError, array_elements, loads, member_text
 from archiver.payload import parse_payload
 from archiver.statuses import DEFAULT_CLASSIFIER, StatusClassifier
 from archiver.store import ArchiveResult, archive
@@ -87,58 +87,67 @@ class Summary:
         )
 
 
-def _unwrap(obj: Any, default_time: datetime | None) -> tuple[Any, datetime | None]:
-    """An envelope gives its own fetch time; anything else is the payload itself."""
-    if isinstance(obj, dict) and set(obj) == {"fetched_at", "payload"}:
-        when = parse_timestamp(obj["fetched_at"])
-        if when.value is None:
-            raise PayloadError(f"envelope fetched_at {obj['fetched_at']!r} is not a timestamp")
-        return obj["payload"], when.value
-    return obj, default_time
+ENVELOPE_KEYS = frozenset({"fetched_at", "payload"})
 
 
-def read_items(name: str, text: bytes, fetched_at: datetime | None) -> Iterator[Item]:
-    """Split one input into payload items, keeping verbatim text where there is one."""
+def read_items(name: str, data: bytes, fetched_at: datetime | None) -> Iterator[Item]:
+    """Split one input into payload items, each keeping its verbatim text."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        yield Item(name, None, error=f"not UTF-8 (byte {exc.start})")
+        return
     try:
         decoded = loads(text)
     except JsonError as whole_error:
-        lines = [ln for ln in text.splitlines()]
-        if sum(1 for ln in lines if ln.strip()) < 2:
+        if not _looks_like_json_lines(text):
             yield Item(name, None, error=str(whole_error))
             return
-        for number, line in enumerate(lines, 1):
+        for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
-                yield from _item(f"{name}:{number}", line, fetched_at)
+                yield from _payload_item(f"{name}:{number}", line, fetched_at)
         return
     if isinstance(decoded.value, list):
-        for index, obj in enumerate(decoded.value):
-            yield from _object_item(f"{name}[{index}]", obj, fetched_at)
+        elements = array_elements(text) or []
+        for index, element in enumerate(elements):
+            yield from _payload_item(f"{name}[{index}]", element, fetched_at)
         return
-    yield from _item(name, text, fetched_at)
+    yield from _payload_item(name, text, fetched_at)
 
 
-def _item(source: str, text: bytes, fetched_at: datetime | None) -> Iterator[Item]:
+def _looks_like_json_lines(text: str) -> bool:
+    """JSON lines when the first non-blank line is a document of its own, not a broken file."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    try:
+        loads(first)
+    except JsonError:
+        return False
+    return True
+
+
+def _payload_item(source: str, text: str, fetched_at: datetime | None) -> Iterator[Item]:
+    """A payload, or an envelope ``{"fetched_at", "payload"}`` around one."""
     try:
         decoded = loads(text)
     except JsonError as exc:
-        yield Item(source, None, error=str(exc))
+        yield Item(source, None, error=f"payload rejected: {exc}")
         return
-    if isinstance(decoded.value, dict) and set(decoded.value) == {"fetched_at", "payload"}:
-        yield from _object_item(source, decoded.value, fetched_at)
-    else:
-        yield Item(source, text, fetched_at)  # verbatim: keeps duplicate keys visible
-
-
-def _object_item(source: str, obj: Any, fetched_at: datetime | None) -> Iterator[Item]:
-    try:
-        payload, when = _unwrap(obj, fetched_at)
-    except PayloadError as exc:
-        yield Item(source, None, error=str(exc))
+    value = decoded.value
+    if isinstance(value, dict) and set(value) == ENVELOPE_KEYS:
+        when = parse_timestamp(value["fetched_at"])
+        inner = member_text(text, "payload")
+        if when.value is None:
+            yield Item(
+                source,
+                None,
+                error=f"envelope fetched_at {value['fetched_at']!r} is not a timestamp",
+            )
+        elif inner is None or not isinstance(value["payload"], dict):
+            yield Item(source, None, error="envelope payload is not a JSON object")
+        else:
+            yield Item(source, inner, when.value)
         return
-    if not isinstance(payload, dict):
-        yield Item(source, None, error=f"expected a JSON object, got {type(payload).__name__}")
-        return
-    yield Item(source, payload, when)
+    yield Item(source, text, fetched_at)
 
 
 def archive_one(
@@ -194,16 +203,24 @@ def ingest(
         run_id = runs.start_run(session, "ingest", now())
     for item in items:
         result, error = None, item.error
+        ids: tuple[str | None, str | None] = (None, None)
         if error is None:
             assert item.raw is not None
             try:
                 result = archive_one(
                     sessions, item.raw, item.fetched_at or now(), classifier=classifier
                 )
+            except PayloadError as exc:
+                error, ids = str(exc), (exc.workflow_id, exc.job_id)
             except ArchiverError as exc:
                 error = str(exc)
+            except OperationalError:
+                raise  # the database is gone: stop here, what was archived stays archived
             except DBAPIError as exc:
-                error = f"database refused the payload: {_db_reason(exc)}"
+                error = f"database refused the payload: {describe_error(exc)}"
+            except Exception as exc:  # a defect or an unforeseen payload: isolate it
+                log.debug("unexpected failure for %s", item.source, exc_info=True)
+                error = f"unexpected {type(exc).__name__}: {str(exc)[:300]}"
         if result is not None:
             summary.add(result)
         else:
@@ -214,8 +231,8 @@ def ingest(
                 runs.record_error(
                     session,
                     run_id,
-                    workflow_id=_text_id(item.raw, "workflow_id"),
-                    job_id=_text_id(item.raw, "id"),
+                    workflow_id=ids[0],
+                    job_id=ids[1],
                     when=now(),
                     reason="invalid_payload",
                     message=message,
@@ -225,13 +242,3 @@ def ingest(
     with sessions.begin() as session:
         runs.finish_run(session, run_id, summary.counts(), now())
     return summary
-
-
-def _db_reason(exc: DBAPIError) -> str:
-    lines = str(exc.orig).strip().splitlines()
-    return lines[0][:300] if lines else type(exc.orig).__name__
-
-
-def _text_id(raw: Any, key: str) -> str | None:
-    value = raw.get(key) if isinstance(raw, dict) else None
-    return value if isinstance(value, str) and value else None

@@ -8,6 +8,8 @@ the former and reports the latter as notes, keeping the last value as every comm
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +24,29 @@ class Decoded:
     duplicate_keys: list[str] = field(default_factory=list)
 
 
+MAX_DEPTH = 64  # deeper than any real payload; deep enough nesting overflows serializers
+
+
 def _reject_constant(name: str) -> Any:
     raise JsonError(f"non-standard JSON number {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 is valid JSON, but no database column can hold it
+        raise JsonError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _check_depth(value: Any) -> None:
+    """Iteratively (recursion is what must be avoided), without visiting scalars twice."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise JsonError(f"JSON nested deeper than {MAX_DEPTH} levels")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
 
 
 def loads(text: str | bytes) -> Decoded:
@@ -46,7 +69,12 @@ def loads(text: str | bytes) -> Decoded:
         return obj
 
     try:
-        value = json.loads(text, object_pairs_hook=pairs_hook, parse_constant=_reject_constant)
+        value = json.loads(
+            text,
+            object_pairs_hook=pairs_hook,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+        )
     except JsonError:
         raise
     except json.JSONDecodeError as exc:
@@ -58,10 +86,68 @@ def loads(text: str | bytes) -> Decoded:
     except ValueError as exc:  # e.g. an integer beyond Python's 4,300-digit conversion limit
         raise JsonError(f"not a usable JSON document: {exc}") from None
     except RecursionError:
-        raise JsonError("JSON nested too deeply") from None
+        raise JsonError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    if isinstance(value, dict | list):
+        _check_depth(value)
     return Decoded(value, duplicates)
 
 
 def canonical(value: Any) -> str:
     """One text per JSON value (sorted keys, no whitespace, ASCII) so equal payloads hash equal."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+def array_elements(text: str) -> list[str] | None:
+    """The verbatim text of each element of a top-level JSON array (None if it is not one).
+
+    Splitting on spans rather than re-encoding decoded elements keeps each payload exactly as
+    received, duplicate keys included, so it is archived like a payload read on its own.
+    """
+    pos = _WS.match(text, 0).end()
+    if text[pos : pos + 1] != "[":
+        return None
+    pos = _WS.match(text, pos + 1).end()
+    parts: list[str] = []
+    if text[pos : pos + 1] == "]":
+        return parts
+    while True:
+        try:
+            _, end = _DECODER.raw_decode(text, pos)
+        except ValueError:
+            return None
+        parts.append(text[pos:end])
+        pos = _WS.match(text, end).end()
+        if text[pos : pos + 1] == "]":
+            return parts
+        if text[pos : pos + 1] != ",":
+            return None
+        pos = _WS.match(text, pos + 1).end()
+
+
+def member_text(text: str, name: str) -> str | None:
+    """The verbatim text of member ``name`` of a top-level JSON object (the last if repeated)."""
+    pos = _WS.match(text, 0).end()
+    if text[pos : pos + 1] != "{":
+        return None
+    pos = _WS.match(text, pos + 1).end()
+    found = None
+    while text[pos : pos + 1] == '"':
+        try:
+            key, pos = _DECODER.raw_decode(text, pos)
+            pos = _WS.match(text, pos).end()
+            if text[pos : pos + 1] != ":":
+                return None
+            start = _WS.match(text, pos + 1).end()
+            _, end = _DECODER.raw_decode(text, start)
+        except ValueError:
+            return None
+        if key == name:
+            found = text[start:end]
+        pos = _WS.match(text, end).end()
+        if text[pos : pos + 1] == ",":
+            pos = _WS.match(text, pos + 1).end()
+    return found

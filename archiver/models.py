@@ -37,7 +37,8 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-ID = String(255)
+# 191: four utf8mb4 ids in one unique key stay under MySQL's 3,072-byte index limit
+ID = String(191)
 SHA = String(64)
 Pct = Numeric(9, 4)
 Seconds = Numeric(20, 3)

@@ -22,6 +22,7 @@ from archiver.errors import PayloadError
 from archiver.jsonload import JsonError, canonical, loads
 from archiver.statuses import DEFAULT_CLASSIFIER, StatusClassifier
 from archiver.values import (
+    OUT_OF_RANGE,
     Parsed,
     clean_json,
     clean_text,
@@ -32,7 +33,7 @@ from archiver.values import (
     parse_timestamp,
 )
 
-ID_MAX = 255
+ID_MAX = 191  # the id columns' length (see models.ID)
 SHORT_TEXT_MAX = 255
 STATUS_MAX = 64
 RAW_VALUE_MAX = 500  # a problem row shows this much of the value; the snapshot has all of it
@@ -263,15 +264,14 @@ def parse_payload(
     for key in duplicates:
         out.add(key, None, "duplicate JSON key; the last value was kept")
     job = _job_state(data, out, classifier)
-    if job["cost"] is None and data.get("cost") is not None:
-        cost = parse_int(data["cost"])
-        if cost.problem == "integer outside the 64-bit range":
-            raise PayloadError(
-                f"job {got_wf}/{got_job}: cost {_raw_repr(data['cost'])} is beyond the 64-bit "
-                "range of the cost column; refusing to store a truncated cost",
-                workflow_id=got_wf,
-                job_id=got_job,
-            )
+    cost = data.get("cost")
+    if job["cost"] is None and cost is not None and parse_int(cost).problem == OUT_OF_RANGE:
+        raise PayloadError(
+            f"job {got_wf}/{got_job}: cost {_raw_repr(data['cost'])} is beyond the 64-bit "
+            "range of the cost column; refusing to store a truncated cost",
+            workflow_id=got_wf,
+            job_id=got_job,
+        )
     tasks = _tasks(data, out, classifier)
     val_errors = _val_errors(data, out)
     digest = hashlib.sha256(canonical(data).encode("ascii")).hexdigest()

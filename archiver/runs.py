@@ -15,6 +15,8 @@ from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from archiver.models import SyncError, SyncRun
+from archiver.payload import ID_MAX
+from archiver.values import clean_text
 
 RUNS = SyncRun.__table__
 ERRORS = SyncError.__table__
@@ -57,12 +59,19 @@ def record_error(
     session.execute(
         insert(ERRORS).values(
             sync_run_id=run_id,
-            workflow_id=workflow_id[:255] if workflow_id else None,
-            job_id=job_id[:255] if job_id else None,
+            workflow_id=_clean_id(workflow_id),
+            job_id=_clean_id(job_id),
             occurred_at=when,
             http_status=http_status,
             error_code=error_code[:255] if error_code else None,
             reason=reason[:32],
-            message=message[:10000],
+            message=clean_text(message).value[:10000] if message else "",
         )
     )
+
+
+def _clean_id(value: str | None) -> str | None:
+    """Ids of rejected payloads are whatever the payload said: make them storable anywhere."""
+    if not value:
+        return None
+    return (clean_text(value).value or "")[:ID_MAX] or None

@@ -286,9 +286,17 @@ def _write_tasks(session: Session, write: _JobWrite, parsed: ParsedPayload) -> N
     assert parsed.tasks is not None
     incoming = {t.task_id for t in parsed.tasks}
 
+    removed = [
+        tid for tid, row in existing.items() if tid not in incoming and row["removed_at"] is None
+    ]
+    # seen now: every task still present (a task that just disappeared was last seen before)
     session.execute(
         update(TASKS)
-        .where(_job_key(TASKS, wf, job_id), TASKS.c.removed_at.is_(None))
+        .where(
+            _job_key(TASKS, wf, job_id),
+            TASKS.c.removed_at.is_(None),
+            TASKS.c.task_id.not_in(removed),
+        )
         .values(last_seen_at=seen)
     )
     upserts: list[dict[str, Any]] = []
@@ -316,9 +324,6 @@ def _write_tasks(session: Session, write: _JobWrite, parsed: ParsedPayload) -> N
             {**base, **task.state, "first_seen_at": seen, "last_seen_at": seen, "removed_at": None}
         )
 
-    removed = [
-        tid for tid, row in existing.items() if tid not in incoming and row["removed_at"] is None
-    ]
     for tid in removed:
         write.change("task", "presence", "present", "removed", task_id=tid)
         closing.append((tid, existing[tid]["version"]))

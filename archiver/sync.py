@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import leases, runs, tracking
 from archiver.client import FetchedJob
+from archiver.db import describe_error
 from archiver.errors import ApiError, ArchiverError, AuthenticationError, PayloadError
 from archiver.ingest import archive_one
 from archiver.leases import Claim, LeaseLost
@@ -178,6 +179,17 @@ class SyncPass:
                     yield future.result()
 
     def _one(self, held: Claim, run_id: int) -> JobOutcome:
+        """One job; whatever goes wrong with it is recorded against it, and the pass goes on."""
+        try:
+            return self._fetch_and_archive(held, run_id)
+        except (DBAPIError, ArchiverError):
+            raise  # already handled per job where possible; what is left is a database outage
+        except Exception as exc:  # a defect or a payload no layer foresaw: isolate it
+            log.debug("unexpected failure for %s/%s", held.workflow_id, held.job_id, exc_info=True)
+            message = f"unexpected {type(exc).__name__}: {str(exc)[:300]}"
+            return self._record_failure(held, run_id, exc, message=message)
+
+    def _fetch_and_archive(self, held: Claim, run_id: int) -> JobOutcome:
         wf, job_id = held.workflow_id, held.job_id
         if self.stop.is_set():
             return JobOutcome(wf, job_id, "skipped")
@@ -225,8 +237,9 @@ class SyncPass:
         except ArchiverError as exc:
             return self._record_failure(held, run_id, exc)
         except DBAPIError as exc:
-            first = str(exc.orig).strip().splitlines()
-            message = f"database refused the job: {first[0][:300] if first else exc}"
+            if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                raise  # the database is unreachable: the pass fails, the daemon retries later
+            message = f"database refused the job: {describe_error(exc)}"
             return self._record_failure(held, run_id, exc, message=message)
         return JobOutcome(
             wf, job_id, result.outcome, result.changes, result.problems, result.status
@@ -274,4 +287,6 @@ class SyncPass:
 def _reason(exc: Exception) -> str:
     if isinstance(exc, ApiError):
         return exc.reason
-    return "invalid_payload" if isinstance(exc, PayloadError) else "database"
+    if isinstance(exc, PayloadError):
+        return "invalid_payload"
+    return "database" if isinstance(exc, DBAPIError) else "internal"

@@ -23,10 +23,10 @@ from archiver.config import Settings
 from archiver.db import upsert
 from archiver.errors import ApiError, ForbiddenError, NotFoundError
 from archiver.models import TrackedJob
+from archiver.payload import ID_MAX
 
 TRACKED = TrackedJob.__table__
 POLLED_STATES = ("active", "settling")
-ID_MAX = 255
 CHUNK = 500  # rows per statement: well under every database's bound-parameter limit
 
 

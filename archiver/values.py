@@ -75,10 +75,20 @@ def _to_decimal(raw: Any) -> Decimal | None:
     return None
 
 
+OUT_OF_RANGE = "integer outside the 64-bit range"
+FLOAT_EXACT = 2**53  # beyond this a JSON number with a decimal point has lost its last digits
+
+
 def parse_int(raw: Any) -> Parsed[int]:
     """An integer column (cost, estimated durations): ints, integral floats, digit strings."""
     if raw is None:
         return Parsed(None)
+    if isinstance(raw, str) and len(raw.strip()) > 64 and raw.strip().lstrip("+-").isdigit():
+        return Parsed(None, OUT_OF_RANGE)
+    if isinstance(raw, float) and math.isfinite(raw) and abs(raw) >= FLOAT_EXACT:
+        if not INT64_MIN <= raw <= INT64_MAX:
+            return Parsed(None, OUT_OF_RANGE)
+        return Parsed(None, "integer written with a decimal point beyond 2^53: not exact")
     number = _to_decimal(raw)
     if number is None:
         return Parsed(None, f"expected an integer, got {_describe(raw)}")
@@ -86,7 +96,7 @@ def parse_int(raw: Any) -> Parsed[int]:
         return Parsed(None, "expected an integer, got a fraction")
     value = int(number)
     if not INT64_MIN <= value <= INT64_MAX:
-        return Parsed(None, "integer outside the 64-bit range")
+        return Parsed(None, OUT_OF_RANGE)
     if isinstance(raw, str):
         return Parsed(value, "integer given as a string; read as its number")
     return Parsed(value)
@@ -192,6 +202,10 @@ def _iso_duration(text: str) -> Decimal | None:
     )
 
 
+def _iso_upper(text: str) -> Decimal | None:
+    return _iso_duration(text.upper())
+
+
 def parse_duration(raw: Any) -> Parsed[Decimal]:
     """Seconds (3 decimals) from the duration forms in the module docstring."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
@@ -200,13 +214,11 @@ def parse_duration(raw: Any) -> Parsed[Decimal]:
         text = raw.strip()
         negative = text.startswith("-")
         body = text.lstrip("+-")
-        seconds = (
-            _to_decimal(body)
-            if _DECIMAL_RE.match(body)
-            else _go_duration(body) or _iso_duration(body.upper()) or _clock_duration(body)
-        )
-        if seconds is None and body in ("0", "0s"):
-            seconds = Decimal(0)
+        seconds = _to_decimal(body) if _DECIMAL_RE.match(body) else None
+        for reader in (_go_duration, _iso_upper, _clock_duration):
+            if seconds is not None:
+                break
+            seconds = reader(body)
         if seconds is None:
             return Parsed(None, "unreadable duration")
         raw = -seconds if negative else seconds

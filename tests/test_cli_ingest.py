@@ -103,7 +103,7 @@ def test_bad_payloads_fail_after_archiving_the_others(db_url: str, tmp_path: Pat
     )
     assert code == 1
     assert "archived 2 (new 2, changed 0), unchanged 0, stale 0, failed 4" in out
-    assert f"{bad_lines}:2: not valid JSON: Expecting property name" in err
+    assert f"{bad_lines}:2: payload rejected: not valid JSON: Expecting property name" in err
     assert f"{bad_lines}:3: payload rejected: no job id" in err
     assert "looks like an HTML page" in err
     assert "missing.json: cannot read: No such file or directory" in err
