@@ -25,7 +25,7 @@ from archiver import runs
 from archiver.db import describe_error, is_retryable
 from archiver.errors import ArchiverError, PayloadError
 from archiver.jsonload import JsonError, array_elements, loads, member_text
-from archiver.payload import parse_payload
+from archiver.payload import identify
 from archiver.statuses import DEFAULT_CLASSIFIER, StatusClassifier
 from archiver.store import ArchiveResult, archive
 from archiver.values import parse_timestamp
@@ -167,7 +167,7 @@ def archive_one(
     deadlock, a lock timeout) rolls the whole job back; it is then run again from the start,
     a few times, and sees the other writer's state.
     """
-    parsed = parse_payload(raw, workflow_id=workflow_id, job_id=job_id, classifier=classifier)
+    parsed = identify(raw, workflow_id=workflow_id, job_id=job_id, classifier=classifier)
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
             with sessions.begin() as session:

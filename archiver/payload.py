@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -167,6 +168,14 @@ class ParsedPayload:
     problems: list[Problem] = field(default_factory=list)
 
     @property
+    def updated_at(self) -> datetime | None:
+        return self.job["updated_at"]
+
+    @property
+    def parsed(self) -> ParsedPayload:
+        return self
+
+    @property
     def dependencies(self) -> list[tuple[str, str]]:
         tasks = self.tasks or ()
         return [(t.task_id, dep) for t in tasks for dep in t.state["depends_on"] or ()]
@@ -230,14 +239,42 @@ def decode(raw: str | bytes | Mapping[str, Any]) -> tuple[dict[str, Any], str, l
     return decoded.value, body, decoded.duplicate_keys
 
 
-def parse_payload(
+@dataclass(slots=True)
+class Identified:
+    """A payload decoded, identified and hashed, but not yet read field by field.
+
+    Most polls return what is already archived; comparing hashes first lets those skip the
+    (comparatively expensive) typed parsing entirely.
+    """
+
+    workflow_id: str
+    job_id: str
+    sha256: str
+    body: str
+    data: dict[str, Any]
+    duplicates: list[str]
+    classifier: StatusClassifier
+    _parsed: ParsedPayload | None = None
+
+    @property
+    def updated_at(self) -> datetime | None:
+        return parse_timestamp(self.data.get("updated_at")).value
+
+    @property
+    def parsed(self) -> ParsedPayload:
+        if self._parsed is None:
+            self._parsed = _read_fields(self)
+        return self._parsed
+
+
+def identify(
     raw: str | bytes | Mapping[str, Any],
     *,
     workflow_id: str | None = None,
     job_id: str | None = None,
     classifier: StatusClassifier = DEFAULT_CLASSIFIER,
-) -> ParsedPayload:
-    """Read one job payload. ``workflow_id``/``job_id``, when given, must match the payload's."""
+) -> Identified:
+    """Decode, check the ids (``workflow_id``/``job_id``, when given, must match) and hash."""
     data, body, duplicates = decode(raw)
     got_job = _identifier(data.get("id"), "job id")
     if got_job is None:
@@ -259,9 +296,26 @@ def parse_payload(
             workflow_id=workflow_id,
             job_id=got_job,
         )
+    digest = hashlib.sha256(canonical(data).encode("ascii")).hexdigest()
+    return Identified(got_wf, got_job, digest, body, data, duplicates, classifier)
 
+
+def parse_payload(
+    raw: str | bytes | Mapping[str, Any],
+    *,
+    workflow_id: str | None = None,
+    job_id: str | None = None,
+    classifier: StatusClassifier = DEFAULT_CLASSIFIER,
+) -> ParsedPayload:
+    """Read one job payload completely (see ``identify`` for the checks)."""
+    return identify(raw, workflow_id=workflow_id, job_id=job_id, classifier=classifier).parsed
+
+
+def _read_fields(ident: Identified) -> ParsedPayload:
+    data, classifier = ident.data, ident.classifier
+    got_wf, got_job = ident.workflow_id, ident.job_id
     out = _Collector()
-    for key in duplicates:
+    for key in ident.duplicates:
         out.add(key, None, "duplicate JSON key; the last value was kept")
     job = _job_state(data, out, classifier)
     cost = data.get("cost")
@@ -274,8 +328,9 @@ def parse_payload(
         )
     tasks = _tasks(data, out, classifier)
     val_errors = _val_errors(data, out)
-    digest = hashlib.sha256(canonical(data).encode("ascii")).hexdigest()
-    return ParsedPayload(got_wf, got_job, digest, body, job, tasks, val_errors, out.problems)
+    return ParsedPayload(
+        got_wf, got_job, ident.sha256, ident.body, job, tasks, val_errors, out.problems
+    )
 
 
 def _status(raw: Any, out: _Collector, classifier: StatusClassifier, task_id: str | None) -> dict:

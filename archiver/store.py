@@ -28,7 +28,7 @@ from archiver.models import (
     TaskVersion,
     ValError,
 )
-from archiver.payload import JOB_FIELDS, TASK_FIELDS, VAL_ERROR_FIELDS, ParsedPayload
+from archiver.payload import JOB_FIELDS, TASK_FIELDS, VAL_ERROR_FIELDS, Identified, ParsedPayload
 
 Outcome = Literal["new", "changed", "unchanged", "stale"]
 
@@ -99,47 +99,51 @@ def _is_stale(
     return fetched_at < current["last_seen_at"]
 
 
-def archive(session: Session, parsed: ParsedPayload, fetched_at: datetime) -> ArchiveResult:
-    """Archive one payload fetched at ``fetched_at`` (aware). Does not commit."""
-    wf, job_id = parsed.workflow_id, parsed.job_id
+def archive(
+    session: Session, payload: Identified | ParsedPayload, fetched_at: datetime
+) -> ArchiveResult:
+    """Archive one payload fetched at ``fetched_at`` (aware). Does not commit.
+
+    The payload's fields are only read when its hash differs from the archived one.
+    """
+    wf, job_id = payload.workflow_id, payload.job_id
     query = select(JOBS).where(_job_key(JOBS, wf, job_id))
     if session.get_bind().dialect.name != "sqlite":
         query = query.with_for_update()
     current = session.execute(query).mappings().first()
-    result = ArchiveResult(
-        wf,
-        job_id,
-        "unchanged",
-        status=parsed.job["status"],
-        is_terminal=parsed.job["is_terminal"],
-    )
 
-    if current is not None and current["payload_sha256"] == parsed.sha256:
-        result.version = current["version"]
+    if current is not None and current["payload_sha256"] == payload.sha256:
         if fetched_at > current["last_seen_at"]:
-            _touch(session, wf, job_id, fetched_at, parsed)
-        return result
+            _touch(session, wf, job_id, fetched_at)
+        return ArchiveResult(
+            wf,
+            job_id,
+            "unchanged",
+            version=current["version"],
+            status=current["status"],
+            is_terminal=current["is_terminal"],
+        )
 
-    if current is not None and _is_stale(current, parsed.job["updated_at"], fetched_at):
-        _keep_stale_snapshot(session, parsed, fetched_at)
-        result.outcome, result.version = "stale", current["version"]
-        result.status, result.is_terminal = current["status"], current["is_terminal"]
-        return result
+    if current is not None and _is_stale(current, payload.updated_at, fetched_at):
+        _keep_stale_snapshot(session, payload, fetched_at)
+        return ArchiveResult(
+            wf,
+            job_id,
+            "stale",
+            version=current["version"],
+            status=current["status"],
+            is_terminal=current["is_terminal"],
+        )
 
+    parsed = payload.parsed
+    result = ArchiveResult(
+        wf, job_id, "unchanged", status=parsed.job["status"], is_terminal=parsed.job["is_terminal"]
+    )
     # Fetch order and updated_at order can disagree (files ingested without fetch times); the
     # history must still read forwards, so a newer state is never dated before the last one.
     observed = fetched_at if current is None else max(fetched_at, current["last_seen_at"])
     write = _JobWrite(wf, job_id, observed)
-    session.execute(
-        insert(JobSnapshot.__table__).values(
-            workflow_id=wf,
-            job_id=job_id,
-            sha256=parsed.sha256,
-            fetched_at=fetched_at,
-            applied=True,
-            body=parsed.body,
-        )
-    )
+    _insert_snapshot(session, parsed, fetched_at, applied=True)
     version = _write_job_version(session, write, current, parsed)
     if parsed.tasks is not None:
         _write_tasks(session, write, parsed)
@@ -193,42 +197,51 @@ def _without(row: Mapping[str, Any], *names: str) -> list[str]:
     return [c for c in row if c not in names]
 
 
-def _touch(session: Session, wf: str, job_id: str, seen: datetime, parsed: ParsedPayload) -> None:
+def _touch(session: Session, wf: str, job_id: str, seen: datetime) -> None:
     """The same payload again: only the last-seen times move."""
     session.execute(update(JOBS).where(_job_key(JOBS, wf, job_id)).values(last_seen_at=seen))
-    if parsed.tasks:
-        session.execute(
-            update(TASKS)
-            .where(_job_key(TASKS, wf, job_id), TASKS.c.removed_at.is_(None))
-            .values(last_seen_at=seen)
-        )
-    if parsed.val_errors:
-        session.execute(
-            update(VAL_ERRORS)
-            .where(_job_key(VAL_ERRORS, wf, job_id), VAL_ERRORS.c.resolved_at.is_(None))
-            .values(last_seen_at=seen)
-        )
+    session.execute(
+        update(TASKS)
+        .where(_job_key(TASKS, wf, job_id), TASKS.c.removed_at.is_(None))
+        .values(last_seen_at=seen)
+    )
+    session.execute(
+        update(VAL_ERRORS)
+        .where(_job_key(VAL_ERRORS, wf, job_id), VAL_ERRORS.c.resolved_at.is_(None))
+        .values(last_seen_at=seen)
+    )
 
 
-def _keep_stale_snapshot(session: Session, parsed: ParsedPayload, fetched_at: datetime) -> None:
+def _insert_snapshot(
+    session: Session, payload: Identified | ParsedPayload, fetched_at: datetime, *, applied: bool
+) -> None:
+    session.execute(
+        insert(JobSnapshot.__table__).values(
+            workflow_id=payload.workflow_id,
+            job_id=payload.job_id,
+            sha256=payload.sha256,
+            fetched_at=fetched_at,
+            applied=applied,
+            body=payload.body,
+        )
+    )
+
+
+def _keep_stale_snapshot(
+    session: Session, payload: Identified | ParsedPayload, fetched_at: datetime
+) -> None:
     """An older payload is evidence, so it is kept (once), but it changes no state."""
     table = JobSnapshot.__table__
     exists = session.execute(
         select(table.c.id)
-        .where(_job_key(table, parsed.workflow_id, parsed.job_id), table.c.sha256 == parsed.sha256)
+        .where(
+            _job_key(table, payload.workflow_id, payload.job_id),
+            table.c.sha256 == payload.sha256,
+        )
         .limit(1)
     ).first()
     if exists is None:
-        session.execute(
-            insert(table).values(
-                workflow_id=parsed.workflow_id,
-                job_id=parsed.job_id,
-                sha256=parsed.sha256,
-                fetched_at=fetched_at,
-                applied=False,
-                body=parsed.body,
-            )
-        )
+        _insert_snapshot(session, payload, fetched_at, applied=False)
 
 
 def _write_job_version(
@@ -310,7 +323,8 @@ def _write_tasks(session: Session, write: _JobWrite, parsed: ParsedPayload) -> N
                 continue
             closing.append((task.task_id, old["version"]))
         else:
-            fields = changed_fields(old, task.state, TASK_FIELDS)
+            # a new task is one presence row; its first state is its task_versions row 1
+            fields = changed_fields(old, task.state, TASK_FIELDS) if old is not None else []
             previous = "removed" if old is not None else None
             write.change("task", "presence", previous, "present", task_id=task.task_id)
         for name in fields:

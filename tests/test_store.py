@@ -88,6 +88,9 @@ def test_first_archive_writes_current_state_and_full_history(sessions: sessionma
         assert task.finished_at is None and task.time_taken_s == 300
         version = session.scalars(select(JobVersion)).one()
         assert (version.version, version.valid_from, version.valid_to) == (1, T0, None)
+    task_changes = changes(sessions, "task")
+    assert {(c[2], c[3], c[4]) for c in task_changes} == {("presence", None, "present")}
+    assert len(task_changes) == 20  # a new task's first state is its task_versions row 1
     first = changes(sessions, "job")
     assert ("job", None, "cost", None, "1200") in first
     assert ("job", None, "finished_at", None, None) not in first  # unset fields are not changes
