@@ -131,9 +131,9 @@ def _report(
             rows = [
                 r
                 for r in job_history(session, wf, job_id)
-                if r.entity == "val_error" or r.field in SHOWN_FIELDS
+                if r.entity == "job" and r.field in SHOWN_FIELDS
             ]
-            console.print(history_table(rows, f"history of {wf}/{job_id} (main fields)"))
+            console.print(history_table(rows, f"history of {wf}/{job_id} (job level)"))
             console.print(f"All of it, tasks included: archiver history {wf} {job_id}")
     path = database_url.removeprefix("sqlite:///")
     console.print(f'Explore with SQL: sqlite3 {path} "{EXPLORE_SQL}"')
