@@ -184,7 +184,7 @@ class _HTTPConnection(HTTPConnection):
         super().connect()
         _attach_to_deadline(self)
 
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> None:
         _attach_to_deadline(self)  # a pooled connection is reused without connect()
         super().request(*args, **kwargs)
 
@@ -194,7 +194,7 @@ class _HTTPSConnection(HTTPSConnection):
         super().connect()
         _attach_to_deadline(self)
 
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> None:
         _attach_to_deadline(self)
         super().request(*args, **kwargs)
 

@@ -132,10 +132,9 @@ def _upsert_statement(dialect: str, table: Table, key: tuple[str, ...], update: 
     """Built once per shape: constructing ``excluded`` proxies costs more than running it."""
     stmt: Any
     if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect_insert: Any = sqlite.insert if dialect == "sqlite" else postgresql.insert
         stmt = dialect_insert(table)
         if update:
             return stmt.on_conflict_do_update(

@@ -39,9 +39,7 @@ def same(old: Any, new: Any) -> bool:
     return bool(old == new)
 
 
-def changed_fields(
-    old: Mapping[str, Any] | None, new: Mapping[str, Any], fields: Iterable[str]
-) -> list[str]:
+def changed_fields(old: Any, new: Mapping[str, Any], fields: Iterable[str]) -> list[str]:
     """Fields whose value differs; against no previous state, every field that has a value."""
     if old is None:
         return [f for f in fields if new[f] is not None]

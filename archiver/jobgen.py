@@ -653,7 +653,8 @@ def _mutate_tasks(tasks: list[Any], rng: random.Random, now: str) -> None:
         if not isinstance(task, dict):
             continue
         status = task.get("status")
-        progress = task.get("progress") if isinstance(task.get("progress"), int) else 0
+        raw_progress = task.get("progress")
+        progress = raw_progress if isinstance(raw_progress, int) else 0
         if status in ("queued", "running") and progress < 95:
             task.update(status="running", progress=min(99, progress + rng.randint(1, 30)))
         elif status in ("queued", "running"):
@@ -688,7 +689,8 @@ def mutate(payload: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     if "tasks" in kinds and isinstance(out.get("tasks"), list) and out["tasks"]:
         _mutate_tasks(out["tasks"], rng, now)
     if "cost" in kinds or _same(out, payload):
-        cost = out.get("cost") if isinstance(out.get("cost"), int) else 0
+        raw_cost = out.get("cost")
+        cost = raw_cost if isinstance(raw_cost, int) else 0
         delta = rng.randint(1, max(2, cost // 5))
         out["cost"] = cost + delta if cost - delta < 0 or rng.random() < 0.7 else cost - delta
     return out

@@ -101,16 +101,22 @@ _WS = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
 
 
+def _skip(text: str, pos: int) -> int:
+    """The position after any JSON whitespace at ``pos``."""
+    match = _WS.match(text, pos)
+    return match.end() if match else pos
+
+
 def array_elements(text: str) -> list[str] | None:
     """The verbatim text of each element of a top-level JSON array (None if it is not one).
 
     Splitting on spans rather than re-encoding decoded elements keeps each payload exactly as
     received, duplicate keys included, so it is archived like a payload read on its own.
     """
-    pos = _WS.match(text, 0).end()
+    pos = _skip(text, 0)
     if text[pos : pos + 1] != "[":
         return None
-    pos = _WS.match(text, pos + 1).end()
+    pos = _skip(text, pos + 1)
     parts: list[str] = []
     if text[pos : pos + 1] == "]":
         return parts
@@ -120,34 +126,34 @@ def array_elements(text: str) -> list[str] | None:
         except ValueError:
             return None
         parts.append(text[pos:end])
-        pos = _WS.match(text, end).end()
+        pos = _skip(text, end)
         if text[pos : pos + 1] == "]":
             return parts
         if text[pos : pos + 1] != ",":
             return None
-        pos = _WS.match(text, pos + 1).end()
+        pos = _skip(text, pos + 1)
 
 
 def member_text(text: str, name: str) -> str | None:
     """The verbatim text of member ``name`` of a top-level JSON object (the last if repeated)."""
-    pos = _WS.match(text, 0).end()
+    pos = _skip(text, 0)
     if text[pos : pos + 1] != "{":
         return None
-    pos = _WS.match(text, pos + 1).end()
+    pos = _skip(text, pos + 1)
     found = None
     while text[pos : pos + 1] == '"':
         try:
             key, pos = _DECODER.raw_decode(text, pos)
-            pos = _WS.match(text, pos).end()
+            pos = _skip(text, pos)
             if text[pos : pos + 1] != ":":
                 return None
-            start = _WS.match(text, pos + 1).end()
+            start = _skip(text, pos + 1)
             _, end = _DECODER.raw_decode(text, start)
         except ValueError:
             return None
         if key == name:
             found = text[start:end]
-        pos = _WS.match(text, end).end()
+        pos = _skip(text, end)
         if text[pos : pos + 1] == ",":
-            pos = _WS.match(text, pos + 1).end()
+            pos = _skip(text, pos + 1)
     return found

@@ -15,15 +15,14 @@ import secrets
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import CursorResult, select, text, update
 from sqlalchemy.orm import Session
 
 from archiver.errors import ArchiverError
-from archiver.models import TrackedJob
+from archiver.models import TRACKED
 from archiver.tracking import POLLED_STATES
-
-TRACKED = TrackedJob.__table__
 
 
 class LeaseLost(ArchiverError):
@@ -116,7 +115,7 @@ RELEASED = {"lease_owner": None, "lease_expires_at": None}
 
 def release(session: Session, owner: str) -> int:
     """Give back every lease this worker still holds (a clean stop)."""
-    result = session.execute(
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(TRACKED).where(TRACKED.c.lease_owner == owner).values(**RELEASED)
     )
     return int(result.rowcount or 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -338,3 +339,23 @@ class SyncError(Base):
     error_code: Mapped[str | None] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
+
+
+def table(model: type[Base]) -> Table:
+    """The model's Core table, typed as one (``__table__`` is typed as a generic FromClause)."""
+    return cast(Table, model.__table__)
+
+
+# Core handles for the hot paths, which write with Core statements rather than the ORM
+TRACKED = table(TrackedJob)
+JOBS = table(Job)
+TASKS = table(Task)
+DEPS = table(TaskDependency)
+VAL_ERRORS = table(ValError)
+SNAPSHOTS = table(JobSnapshot)
+JOB_VERSIONS = table(JobVersion)
+TASK_VERSIONS = table(TaskVersion)
+CHANGES = table(JobChange)
+PROBLEMS = table(IngestProblem)
+RUNS = table(SyncRun)
+ERRORS = table(SyncError)

@@ -51,9 +51,9 @@ def cost_by_workflow(session: Session) -> list[CostRow]:
         .group_by(Job.workflow_id)
         .order_by(Job.workflow_id)
     )
-    return [CostRow(w, int(n), int(c)) for w, n, c in rows]
+    return [CostRow(str(w), int(n or 0), int(c or 0)) for w, n, c in rows]
 
 
 def jobs_by_status(session: Session) -> dict[str, int]:
     rows = session.execute(select(Job.status_class, func.count()).group_by(Job.status_class))
-    return {str(status or "none"): int(n) for status, n in rows}
+    return {str(status or "none"): int(n or 0) for status, n in rows}

@@ -10,16 +10,15 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import CursorResult, insert, update
 from sqlalchemy.orm import Session
 
-from archiver.models import SyncError, SyncRun
+from archiver.models import ERRORS, RUNS
 from archiver.payload import ID_MAX
 from archiver.values import clean_text
 
-RUNS = SyncRun.__table__
-ERRORS = SyncError.__table__
 COUNTS = (
     "jobs_total",
     "archived",
@@ -33,10 +32,12 @@ COUNTS = (
 
 
 def start_run(session: Session, kind: str, now: datetime) -> int:
-    result = session.execute(
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         insert(RUNS).values(kind=kind, started_at=now, host=socket.gethostname()[:255])
     )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def finish_run(session: Session, run_id: int, counts: Mapping[str, int], now: datetime) -> None:
@@ -65,7 +66,7 @@ def record_error(
             http_status=http_status,
             error_code=error_code[:255] if error_code else None,
             reason=reason[:32],
-            message=clean_text(message).value[:10000] if message else "",
+            message=(clean_text(message).value or "")[:10000],
         )
     )
 

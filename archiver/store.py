@@ -18,25 +18,19 @@ from sqlalchemy.orm import Session
 from archiver.db import upsert
 from archiver.history import as_text, changed_fields
 from archiver.models import (
-    IngestProblem,
-    Job,
-    JobChange,
-    JobSnapshot,
-    JobVersion,
-    Task,
-    TaskDependency,
-    TaskVersion,
-    ValError,
+    CHANGES,
+    DEPS,
+    JOB_VERSIONS,
+    JOBS,
+    PROBLEMS,
+    SNAPSHOTS,
+    TASK_VERSIONS,
+    TASKS,
+    VAL_ERRORS,
 )
 from archiver.payload import JOB_FIELDS, TASK_FIELDS, VAL_ERROR_FIELDS, Identified, ParsedPayload
 
 Outcome = Literal["new", "changed", "unchanged", "stale"]
-
-JOBS = Job.__table__
-TASKS = Task.__table__
-DEPS = TaskDependency.__table__
-VAL_ERRORS = ValError.__table__
-CHANGES = JobChange.__table__
 
 
 @dataclass
@@ -89,9 +83,7 @@ def _job_key(table: Any, workflow_id: str, job_id: str) -> Any:
     return and_(table.c.workflow_id == workflow_id, table.c.job_id == job_id)
 
 
-def _is_stale(
-    current: Mapping[str, Any], updated_at: datetime | None, fetched_at: datetime
-) -> bool:
+def _is_stale(current: Any, updated_at: datetime | None, fetched_at: datetime) -> bool:
     """Older than the archived state by the API's ``updated_at``, else by fetch time."""
     archived_updated = current["updated_at"]
     if updated_at is not None and archived_updated is not None and updated_at != archived_updated:
@@ -153,7 +145,7 @@ def archive(
         session.execute(insert(CHANGES), write.changes)
     if parsed.problems:
         session.execute(
-            insert(IngestProblem.__table__),
+            insert(PROBLEMS),
             [
                 {
                     "workflow_id": wf,
@@ -216,7 +208,7 @@ def _insert_snapshot(
     session: Session, payload: Identified | ParsedPayload, fetched_at: datetime, *, applied: bool
 ) -> None:
     session.execute(
-        insert(JobSnapshot.__table__).values(
+        insert(SNAPSHOTS).values(
             workflow_id=payload.workflow_id,
             job_id=payload.job_id,
             sha256=payload.sha256,
@@ -231,7 +223,7 @@ def _keep_stale_snapshot(
     session: Session, payload: Identified | ParsedPayload, fetched_at: datetime
 ) -> None:
     """An older payload is evidence, so it is kept (once), but it changes no state."""
-    table = JobSnapshot.__table__
+    table = SNAPSHOTS
     exists = session.execute(
         select(table.c.id)
         .where(
@@ -245,7 +237,7 @@ def _keep_stale_snapshot(
 
 
 def _write_job_version(
-    session: Session, write: _JobWrite, current: Mapping[str, Any] | None, parsed: ParsedPayload
+    session: Session, write: _JobWrite, current: Any, parsed: ParsedPayload
 ) -> int:
     fields = changed_fields(current, parsed.job, JOB_FIELDS)
     if current is not None and not fields:
@@ -253,7 +245,7 @@ def _write_job_version(
     for name in fields:
         write.change("job", name, current[name] if current else None, parsed.job[name])
     version = 1
-    table = JobVersion.__table__
+    table = JOB_VERSIONS
     if current is not None:
         version = current["version"] + 1
         session.execute(
@@ -279,7 +271,7 @@ def _write_job_version(
 def _close_task_versions(session: Session, write: _JobWrite, closing: Sequence[tuple[str, int]]):
     if not closing:
         return
-    table = TaskVersion.__table__
+    table = TASK_VERSIONS
     session.execute(
         update(table)
         .where(
@@ -349,7 +341,7 @@ def _write_tasks(session: Session, write: _JobWrite, parsed: ParsedPayload) -> N
         )
     _close_task_versions(session, write, closing)
     if versions:
-        session.execute(insert(TaskVersion.__table__), versions)
+        session.execute(insert(TASK_VERSIONS), versions)
     upsert(
         session,
         TASKS,

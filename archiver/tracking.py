@@ -16,16 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import CursorResult, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from archiver.config import Settings
 from archiver.db import upsert
 from archiver.errors import ApiError, ForbiddenError, NotFoundError
-from archiver.models import TrackedJob
+from archiver.models import TRACKED
 from archiver.payload import ID_MAX
 
-TRACKED = TrackedJob.__table__
 POLLED_STATES = ("active", "settling")
 CHUNK = 500  # rows per statement: well under every database's bound-parameter limit
 
@@ -126,7 +125,7 @@ def track(session: Session, pairs: Sequence[tuple[str, str]], now: datetime) -> 
 
 
 def untrack(session: Session, workflow_id: str, job_id: str) -> bool:
-    result = session.execute(
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(TRACKED)
         .where(TRACKED.c.workflow_id == workflow_id, TRACKED.c.job_id == job_id)
         .values(state="untracked", next_poll_at=None)

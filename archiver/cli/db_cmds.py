@@ -52,9 +52,9 @@ def db_grant_reader(role: str, database_url: str | None) -> None:
     On MariaDB/MySQL it prints the GRANT for an administrator to run.
     """
     settings = build_settings(database_url=database_url)
-    with open_archive(settings) as sessions, sessions() as session:
+    with open_archive(settings) as sessions:
         try:
-            statements = grants.grant_reader(session.get_bind(), role)
+            statements = grants.grant_reader(sessions.kw["bind"], role)
         except grants.NotPostgresError as exc:
             if exc.statement:
                 click.echo(exc.statement)

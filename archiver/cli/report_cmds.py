@@ -121,12 +121,12 @@ def report_cost(
         return
     rows: list[reports.CostRow] = _read(database_url, reports.cost_by, by, since, until)
     columns = [by, "jobs", "jobs_without_cost", "cost"]
-    data = [
+    data: list[dict[str, Any]] = [
         dict(zip(columns, (r.group, r.jobs, r.jobs_without_cost, r.cost), strict=True))
         for r in rows
     ]
     if fmt == "table" and data:
-        totals = [sum(r[c] for r in data) for c in columns[1:]]
+        totals = [sum(int(r[c] or 0) for r in data) for c in columns[1:]]
         data.append(dict(zip(columns, ("total", *totals), strict=True)))
     _emit(data, columns, fmt, title, DAY_NOTE)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def track(
     errors: list[str] = []
     if path is not None:
         try:
-            text = click.get_text_stream("stdin").read() if path == "-" else Path(path).read_text()
+            text = sys.stdin.read() if path == "-" else Path(path).read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise Abort(f"cannot read {path}: {exc}") from None
         parsed = tracking.read_track_file(text)

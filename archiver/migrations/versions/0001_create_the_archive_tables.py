@@ -8,6 +8,7 @@ Create Date: 2026-11-29 12:21:09.375220
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -20,7 +21,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def table_options() -> dict[str, str]:
+def table_options() -> dict[str, Any]:
     """utf8mb4 with a binary, NO PAD collation on MySQL/MariaDB.
 
     Ids are case-sensitive and trailing spaces matter: the default collations would make job
