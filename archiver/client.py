@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import heapq
 import http
+import itertools
 import logging
 import math
+import os
 import random
 import re
 import socket
@@ -122,21 +125,17 @@ class _Deadline:
         self._connections: list[HTTPConnection] = []
         self._fired = False
         self._finished = False
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-        self._timer.name = "archiver-deadline"
 
     def __enter__(self) -> Self:
         _active.deadline = self
-        self._timer.start()
+        _WATCHDOG.watch(self._expires_at, self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         _active.deadline = None
-        with self._lock:  # after this, a late timer can no longer touch the (pooled) socket
+        with self._lock:  # after this, a late firing can no longer touch the (pooled) socket
             self._finished = True
             self._connections.clear()
-        self._timer.cancel()
 
     @property
     def expired(self) -> bool:
@@ -158,6 +157,44 @@ class _Deadline:
             self._fired = True
             for conn in self._connections:
                 _shut(conn)
+
+
+class _Watchdog:
+    """One thread for every deadline of the process (a thread per request costs more than the
+    request itself on loopback). Finished deadlines are dropped when they come due."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Deadline]] = []
+        self._cond = threading.Condition()
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, when: float, deadline: _Deadline) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (when, next(self._order), deadline))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="archiver-deadlines", daemon=True
+                )
+                self._thread.start()
+            if self._heap[0][2] is deadline:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                when, _, deadline = self._heap[0]
+                wait = when - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            deadline._fire()
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _shut(conn: HTTPConnection) -> None:
@@ -370,6 +407,13 @@ class ApiClient:
         adapter = _Adapter(pool_connections=1, pool_maxsize=1)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
+        # The environment (proxies, CA bundle) is read once here, not on every request as
+        # requests does with trust_env (it re-reads os.environ each time: ~0.5 ms a request).
+        session.proxies = requests.utils.get_environ_proxies(self._base_url())
+        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if ca_bundle:
+            session.verify = ca_bundle
+        session.trust_env = False
         with self._lock:
             if self._closed:
                 session.close()

@@ -39,14 +39,16 @@ def _finite_float(text: str) -> float:
 
 
 def _check_depth(value: Any) -> None:
-    """Iteratively (recursion is what must be avoided), without visiting scalars twice."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
+    """Level by level (recursion is what must be avoided); comprehensions keep it cheap."""
+    level, depth = [value], 1
+    while level:
         if depth > MAX_DEPTH:
             raise JsonError(f"JSON nested deeper than {MAX_DEPTH} levels")
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+        below: list[Any] = []
+        for node in level:
+            children = node.values() if type(node) is dict else node
+            below.extend([c for c in children if type(c) is list or type(c) is dict])
+        level, depth = below, depth + 1
 
 
 def loads(text: str | bytes) -> Decoded:
