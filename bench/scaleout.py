@@ -14,9 +14,10 @@ Every configuration gets a fresh schema (dropped afterwards) and the same simula
 clock frozen mid-lifecycle and its render cache warmed, so every run archives the same payloads
 and the simulator does as little as it can. It still runs in this process, on the same cores as
 the workers and PostgreSQL, so beside each rate the table shows the cores the workers and this
-process used over the measured window, how busy the whole machine was (PostgreSQL and anything
-else included), and the load average when the run began (other work on a shared machine).
-The row of a configuration is its median run by rate.
+process used over the measured window, the cores every local ``postgres`` process used (other
+clients' included), the cores busy with anything else (other work on a shared machine), and how
+busy the whole machine was. Configurations are measured in rounds (1, 2, 4, 1, 2, 4, …) so that
+other work weighs on each alike; a configuration's row is its median run by rate.
 """
 
 from __future__ import annotations
@@ -85,6 +86,20 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu() -> float:
+    """CPU seconds of every process named ``postgres`` on this machine (other clients' too)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm == "postgres":
+                total += process_cpu(int(entry.name))
+    return total
+
+
 def fresh_schema(base_url: str) -> tuple[str, Callable[[], None]]:
     """A new schema selected through the connection's search_path, and how to drop it."""
     name = f"bench_{uuid.uuid4().hex[:10]}"
@@ -124,8 +139,17 @@ class RunResult:
     rate: float  # jobs/s
     workers_cpu: float  # cores used by the worker processes over the measured window
     simulator_cpu: float  # cores used by this process (the simulator, mostly)
+    postgres_cpu: float  # cores used by PostgreSQL processes (a local server; every client's)
     machine_busy: float | None  # fraction of all cores busy (PostgreSQL and anything else too)
     load: float  # 1-minute load average when the run began: other work on the machine
+
+    @property
+    def other_cpu(self) -> float:
+        """Cores busy with anything else: the bench's own polling, and other work on the box."""
+        if self.machine_busy is None:
+            return 0.0
+        ours = self.workers_cpu + self.simulator_cpu + self.postgres_cpu
+        return max(0.0, self.machine_busy * (os.cpu_count() or 1) - ours)
 
 
 def one_run(
@@ -170,6 +194,7 @@ def one_run(
             cpu_before = cpu_times()
             wall_before, own_before = time.monotonic(), time.process_time()
             workers_before = sum(process_cpu(p.pid) for p in procs)
+            postgres_before = postgres_cpu()
 
             def archived() -> bool:
                 with sessions() as session:
@@ -180,6 +205,7 @@ def one_run(
             wall = time.monotonic() - wall_before
             own = (time.process_time() - own_before) / wall
             used = (sum(process_cpu(p.pid) for p in procs) - workers_before) / wall
+            database = (postgres_cpu() - postgres_before) / wall
             with sessions() as session:
                 last = session.scalar(select(func.max(TrackedJob.last_polled_at)))
             for proc in procs:
@@ -194,7 +220,7 @@ def one_run(
         busy = None
         if cpu_before and cpu_after and cpu_after[1] > cpu_before[1]:
             busy = (cpu_after[0] - cpu_before[0]) / (cpu_after[1] - cpu_before[1])
-        return RunResult(args.jobs / seconds, used, own, busy, load)
+        return RunResult(args.jobs / seconds, used, own, database, busy, load)
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -227,23 +253,23 @@ def main() -> None:
     sim = TimedSimulator(seed=2, jobs=args.jobs, clock=lambda: frozen[0], cache_jobs=args.jobs)
     for index in range(args.jobs):  # warm the render cache: measure the archiver, not the fake
         sim.payload_bytes(index, frozen[0])
-    rows: list[tuple[int, RunResult]] = []
+    results: dict[int, list[RunResult]] = {workers: [] for workers in counts}
     with sim.serve() as server:
-        for workers in counts:
-            results = sorted(
-                (
-                    one_run(sim, server.url, args.database_url, workers, args)
-                    for _ in range(args.runs)
-                ),
-                key=lambda r: r.rate,
-            )
-            rows.append((workers, results[len(results) // 2]))
-            print(
-                f"  {workers} worker(s): "
-                + ", ".join(f"{r.rate:.0f} (load {r.load:.1f})" for r in results)
-                + " jobs/s",
-                file=sys.stderr,
-            )
+        # rounds of every configuration, not one configuration after another: whatever else
+        # the machine is doing meanwhile then weighs on every configuration alike
+        for round_ in range(args.runs):
+            for workers in counts:
+                result = one_run(sim, server.url, args.database_url, workers, args)
+                results[workers].append(result)
+                print(
+                    f"  round {round_ + 1}, {workers} worker(s): {result.rate:.0f} jobs/s "
+                    f"(load {result.load:.1f}, other processes {result.other_cpu:.2f} cores)",
+                    file=sys.stderr,
+                )
+    rows = [
+        (workers, sorted(runs, key=lambda r: r.rate)[len(runs) // 2])
+        for workers, runs in results.items()
+    ]
     base = rows[0][1].rate
     print(
         f"{args.jobs} simulated jobs (10-30 tasks), first archive, PostgreSQL, "
@@ -252,14 +278,14 @@ def main() -> None:
     )
     print(
         "| workers | jobs/s | vs 1 worker | cores: workers | cores: simulator "
-        "| machine CPU busy | load avg at start |"
+        "| cores: PostgreSQL | cores: other | machine CPU busy |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for workers, r in rows:
         busy = f"{r.machine_busy:.0%}" if r.machine_busy is not None else "n/a"
         print(
             f"| {workers} | {r.rate:.0f} | {r.rate / base:.2f}x | {r.workers_cpu:.2f} "
-            f"| {r.simulator_cpu:.2f} | {busy} | {r.load:.1f} |"
+            f"| {r.simulator_cpu:.2f} | {r.postgres_cpu:.2f} | {r.other_cpu:.2f} | {busy} |"
         )
 
 
