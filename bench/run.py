@@ -257,7 +257,6 @@ def machine(config: Config) -> dict[str, str]:
         postgres = backends.postgres_reachable(config.postgres_url) or backends.server_version(
             "postgresql", config.postgres_url
         )
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     return {
         "cores": str(os.cpu_count()),
         "platform": platform.platform(),
@@ -267,8 +266,14 @@ def machine(config: Config) -> dict[str, str]:
         "sqlalchemy": version("SQLAlchemy"),
         "psycopg": version("psycopg"),
         "dlt": version("dlt"),
-        "load average at start": " ".join(f"{x:.2f}" for x in load),
+        "load average at start": _load(),
     }
+
+
+def _load() -> str:
+    """1/5/15-minute load averages: on a shared machine, how much else was running."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return " ".join(f"{x:.2f}" for x in load)
 
 
 def run(config: Config, log: Log = _log_to_stderr) -> dict[str, Any]:
@@ -283,6 +288,7 @@ def run(config: Config, log: Log = _log_to_stderr) -> dict[str, Any]:
         rows += sync_rows(config, log, raw)
     if config.tracked:
         rows += memory_rows(config, log, raw)
+    info["load average at end"] = _load()
     return {
         "machine": info,
         "config": asdict(config),
