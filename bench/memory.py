@@ -1,14 +1,21 @@
 """Peak memory of a sync pass as the tracked set grows from 10,000 to 100,000 jobs.
 
 What is measured: the peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``) of a child process that
-does nothing but one ``archiver sync`` pass (``SyncPass.run()``, due jobs only, concurrency 8,
-no rate limit) against a SQLite archive holding T tracked jobs, of which the same D are due in
-both cases. The simulator and the database set-up live in the parent, so neither is counted.
-Why due-limited: fetching 100,000 jobs would take most of an hour here; the question is whether
-the pass's memory grows with the *tracked* set (a due query or a schedule held in memory), which
-a due-limited pass answers. Jobs are small (1-3 tasks), so archiving them is quick.
+does nothing but one ``archiver sync`` pass (``SyncPass``, concurrency 8, no rate limit) against a
+SQLite archive holding T tracked jobs. The simulator and the database set-up live in the parent,
+so neither is counted. Fetching 100,000 jobs would take most of an hour here, so each pass syncs
+the same D jobs whatever T is, in two ways:
 
-    python -m bench.memory child --url URL --api-url URL --api-key KEY  (used by the parent)
+* ``due``: only D of the T jobs are due (``SyncPass.run()``), the others next tomorrow: the
+  daemon's ordinary pass on a quiet archive;
+* ``all``: every one of the T jobs is due (``run(everything=True)``, as after an outage, or as
+  any pass when the poll interval is shorter than a pass), and the pass is stopped (``stop``)
+  once D jobs are done: whatever the pass holds per due job is held for all T.
+
+Jobs are small (1-3 tasks), so archiving them is quick; the question is whether memory follows
+the tracked set, not the payloads.
+
+    python -m bench.memory child --url URL --api-url URL [--stop-after D]  (used by the parent)
 """
 
 from __future__ import annotations
@@ -38,8 +45,9 @@ ROOT = Path(__file__).resolve().parent.parent  # where ``-m bench.memory`` impor
 
 @dataclass(frozen=True)
 class MemoryRun:
+    variant: str  # "due": only D due; "all": all T due, stopped after D
     tracked: int
-    due: int
+    synced: int
     peak_rss_mb: float  # ru_maxrss
     vmhwm_mb: float  # /proc/self/status VmHWM, the same peak seen by the kernel (0 off Linux)
     seconds: float
@@ -58,9 +66,16 @@ def _prepare(path: Path, ids: list[tuple[str, str]], due: int) -> None:
     engine.dispose()
 
 
-def measure(tracked: tuple[int, ...], due: int, runs: int) -> dict[int, list[MemoryRun]]:
-    """``runs`` child syncs per tracked-set size, the sizes interleaved within each run."""
-    out: dict[int, list[MemoryRun]] = {size: [] for size in tracked}
+VARIANTS = ("due", "all")
+
+
+def measure(
+    tracked: tuple[int, ...], due: int, runs: int
+) -> dict[tuple[str, int], list[MemoryRun]]:
+    """``runs`` child syncs per (variant, tracked-set size), all interleaved within each run."""
+    out: dict[tuple[str, int], list[MemoryRun]] = {
+        (variant, size): [] for variant in VARIANTS for size in tracked
+    }
     with tempfile.TemporaryDirectory(prefix="bench-mem-") as tmp:
         templates = {}
         sims = {}
@@ -73,11 +88,12 @@ def measure(tracked: tuple[int, ...], due: int, runs: int) -> dict[int, list[Mem
             templates[size] = Path(tmp) / f"tracked-{size}.db"
             _prepare(templates[size], sims[size].job_ids(), due)
         for run in range(runs):
-            for size in tracked:
-                path = Path(tmp) / f"run-{run}-{size}.db"
+            for variant, size in out:
+                path = Path(tmp) / f"run-{run}-{variant}-{size}.db"
                 shutil.copyfile(templates[size], path)
                 with sims[size].serve() as server:
-                    out[size].append(_child(size, due, path, server.url, sims[size].api_key))
+                    found = _child(variant, size, due, path, server.url, sims[size].api_key)
+                out[(variant, size)].append(found)
                 path.unlink()
     return out
 
@@ -89,9 +105,13 @@ def measure(tracked: tuple[int, ...], due: int, runs: int) -> dict[int, list[Mem
 _LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
 
 
-def _child(tracked: int, due: int, path: Path, api_url: str, api_key: str) -> MemoryRun:
+def _child(
+    variant: str, tracked: int, due: int, path: Path, api_url: str, api_key: str
+) -> MemoryRun:
     command = [sys.executable, "-c", _LAUNCHER, sys.executable, "-m", "bench.memory", "child"]
     command += ["--url", f"sqlite:///{path}", "--api-url", api_url]
+    if variant == "all":
+        command += ["--stop-after", str(due)]
     env = {**os.environ, "BENCH_API_KEY": api_key}  # not on the command line
     done = subprocess.run(
         command, capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=1800
@@ -99,30 +119,47 @@ def _child(tracked: int, due: int, path: Path, api_url: str, api_key: str) -> Me
     if done.returncode != 0:
         raise RuntimeError(f"memory child failed ({done.returncode}): {done.stderr[-2000:]}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    if report["synced"] != due:
+    # a stopped pass finishes the jobs already in flight: a few more than asked
+    if not due <= report["synced"] <= due + 64 or (variant == "due" and report["synced"] != due):
         raise AssertionError(f"memory child synced {report['synced']} jobs, expected {due}")
     return MemoryRun(
-        tracked, due, report["maxrss_kb"] / 1024, report["vmhwm_kb"] / 1024, report["seconds"]
+        variant,
+        tracked,
+        int(report["synced"]),
+        report["maxrss_kb"] / 1024,
+        report["vmhwm_kb"] / 1024,
+        report["seconds"],
     )
 
 
-def child(url: str, api_url: str, api_key: str, concurrency: int = 8) -> dict[str, float]:
-    """One due-only sync pass in this process; returns its peak RSS and what it did."""
+def child(
+    url: str, api_url: str, api_key: str, concurrency: int = 8, stop_after: int = 0
+) -> dict[str, float]:
+    """One sync pass in this process (everything, stopped after ``stop_after`` jobs, if given)."""
     from archiver.client import ApiClient
     from archiver.statuses import DEFAULT_CLASSIFIER
-    from archiver.sync import SyncPass
+    from archiver.sync import JobOutcome, SyncPass
 
     settings = Settings(api_key=api_key, api_url=api_url, rate_limit=0.0, concurrency=concurrency)
     engine = db.make_engine(url)
+    done = 0
     start = time.perf_counter()
     with ApiClient(settings) as client:
-        summary = SyncPass(
+        sync = SyncPass(
             db.session_factory(engine),
             client,
             policy=tracking.PollingPolicy.from_settings(settings),
             classifier=DEFAULT_CLASSIFIER,
             concurrency=concurrency,
-        ).run()
+        )
+
+        def count(outcome: JobOutcome) -> None:
+            nonlocal done
+            done += outcome.outcome != "skipped"
+            if stop_after and done >= stop_after:
+                sync.stop.set()
+
+        summary = sync.run(everything=bool(stop_after), on_job=count)
     seconds = time.perf_counter() - start
     engine.dispose()
     if summary.failed:
@@ -131,6 +168,7 @@ def child(url: str, api_url: str, api_key: str, concurrency: int = 8) -> dict[st
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "vmhwm_kb": _vmhwm_kb(),
         "synced": summary.archived + summary.counts["unchanged"],
+        "due": summary.due,
         "seconds": seconds,
     }
 
@@ -153,8 +191,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--api-url", required=True)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--stop-after", type=int, default=0, help="all due; stop after this many")
     args = parser.parse_args(argv)
-    report = child(args.url, args.api_url, os.environ["BENCH_API_KEY"], args.concurrency)
+    key = os.environ["BENCH_API_KEY"]
+    report = child(args.url, args.api_url, key, args.concurrency, args.stop_after)
     print(json.dumps(report))
 
 

@@ -31,8 +31,10 @@ EXPECTED = [
     "fetch: bare ApiClient, concurrency 8",
     "sync: first sync (full history), concurrency 8",
     "sync: unchanged re-sync, concurrency 8",
-    "memory: peak RSS of a sync pass, 200 tracked, 10 due",
-    "memory: peak RSS of a sync pass, 2,000 tracked, 10 due",
+    "memory: sync pass, 200 tracked, 10 due",
+    "memory: sync pass, 2,000 tracked, 10 due",
+    "memory: sync pass, 200 tracked, all due, stopped after 10",
+    "memory: sync pass, 2,000 tracked, all due, stopped after 10",
 ]
 
 
