@@ -1,0 +1,70 @@
+"""The benchmark harness runs end to end and prints every row with sane figures.
+
+Why: nobody runs a benchmark until they need its numbers, and then it has rotted. This runs
+``python -m bench`` the way a user does (a subprocess from the repository root) in a tiny mode:
+20 jobs, one run, SQLite only, no dlt. It checks the harness, not the archiver's speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = [
+    "--jobs", "20",
+    "--runs", "1",
+    "--backends", "sqlite",
+    "--no-dlt",
+    "--sync-jobs", "20",
+    "--tracked", "200,2000",
+    "--due", "10",
+]  # fmt: skip
+PHASES = ("first archive (full history)", "unchanged re-archive", "10%-mutated re-archive")
+EXPECTED = [
+    figure
+    for phase in PHASES
+    for figure in (f"floor: {phase}", f"archiver: {phase}", f"dlt scd2: {phase}")
+] + [
+    "fetch: bare ApiClient, concurrency 8",
+    "sync: first sync (full history), concurrency 8",
+    "sync: unchanged re-sync, concurrency 8",
+    "memory: sync pass, 200 tracked, 10 due",
+    "memory: sync pass, 2,000 tracked, 10 due",
+    "memory: sync pass, 200 tracked, all due, stopped after 10",
+    "memory: sync pass, 2,000 tracked, all due, stopped after 10",
+]
+
+
+def test_tiny_run_prints_every_row_with_positive_figures(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *TINY, "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert [r["figure"] for r in rows] == EXPECTED
+    for row in rows:
+        assert row["figure"] in done.stdout
+        if row["figure"].startswith("dlt"):
+            assert row["note"] == "skipped (--no-dlt)"
+            continue
+        assert row["median"] > 0, row
+        assert row["runs"] == 1
+        if row["unit"] == "s":
+            assert row["rate"] > 0, row
+        if row["target"]:
+            assert row["measured"] > 0, row
+            assert isinstance(row["met"], bool)
+    archived = [r for r in rows if r["figure"].startswith("archiver")]
+    assert all(r["vs_floor"] > 0 for r in archived)
+    assert result["machine"]["cores"]
+    assert "targets met:" in done.stdout
