@@ -64,6 +64,12 @@ class Settings:
     status_map: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if _password_taken_for_host(self.database_url):
+            # the driver would name the "host" (the password's tail) in its connection error
+            raise ConfigError(
+                "the database URL has an unescaped '@' in its user name or password: write it as "
+                "%40 (the URL is not shown: it holds the password)"
+            )
         for name in ("connect_timeout", "read_timeout", "request_deadline", "poll_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -84,11 +90,32 @@ class Settings:
     def masked_database_url(self) -> str:
         return mask_url(self.database_url)
 
+    def __repr__(self) -> str:
+        """Every setting but the key, the database URL with its password masked: a repr ends up
+        in logs and tracebacks."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        values["database_url"] = mask_url(self.database_url)
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in values.items())})"
+
+
+def _password_taken_for_host(url: str) -> bool:
+    """``user:p@ss@host``: URL parsers end the password at its first '@' and read the rest, a
+    part of the password, as the host name."""
+    try:
+        host = make_url(url).host
+    except Exception:  # an unparsable URL is reported where it is used
+        return False
+    return bool(host) and "@" in host
+
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced, for messages and logs."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        if _password_taken_for_host(url):
+            host = (parsed.host or "").rpartition("@")[2]
+            parsed = parsed.set(host=host, password="***")  # noqa: S106 -- the mask itself
+        return parsed.render_as_string(hide_password=True)
     except Exception:  # an unparsable URL is reported elsewhere; never echo it raw
         return "<unparsable database URL>"
 

@@ -207,9 +207,13 @@ class SyncPass:
             return JobOutcome(wf, job_id, "failed", error=str(exc), reason=exc.reason)
         except ApiError as exc:
             return self._record_failure(held, run_id, exc)
-        return self._archive(held, fetched, run_id)
+        # Only the body goes on: the store decodes it again (keeping it verbatim, duplicate keys
+        # included), and holding the client's decoded copy meanwhile doubles a large job's memory.
+        body, fetched_at = fetched.body, fetched.fetched_at
+        del fetched
+        return self._archive(held, body, fetched_at, run_id)
 
-    def _archive(self, held: Claim, fetched: FetchedJob, run_id: int) -> JobOutcome:
+    def _archive(self, held: Claim, body: str, fetched_at: datetime, run_id: int) -> JobOutcome:
         wf, job_id = held.workflow_id, held.job_id
 
         def check_lease(session: Session) -> None:
@@ -223,8 +227,8 @@ class SyncPass:
         try:
             result = archive_one(
                 self.sessions,
-                fetched.body,
-                fetched.fetched_at,
+                body,
+                fetched_at,
                 workflow_id=wf,
                 job_id=job_id,
                 classifier=self.classifier,
