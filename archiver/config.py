@@ -105,7 +105,7 @@ def _password_taken_for_host(url: str) -> bool:
         host = make_url(url).host
     except Exception:  # an unparsable URL is reported where it is used
         return False
-    return bool(host) and "@" in host
+    return host is not None and "@" in host
 
 
 def mask_url(url: str) -> str:

@@ -107,7 +107,9 @@ def read_items(name: str, data: bytes, fetched_at: datetime | None) -> Iterator[
             if line.strip():
                 yield from _payload_item(f"{name}:{number}", line, fetched_at)
         return
-    if isinstance(decoded.value, list):
+    is_array = isinstance(decoded.value, list)
+    del decoded  # a big file must not stay decoded while its payloads are archived
+    if is_array:
         elements = array_elements(text) or []
         for index, element in enumerate(elements):
             yield from _payload_item(f"{name}[{index}]", element, fetched_at)
@@ -127,27 +129,24 @@ def _looks_like_json_lines(text: str) -> bool:
 
 def _payload_item(source: str, text: str, fetched_at: datetime | None) -> Iterator[Item]:
     """A payload, or an envelope ``{"fetched_at", "payload"}`` around one."""
+    yield _item_of(source, text, fetched_at)  # the decoded copy is gone before it is archived
+
+
+def _item_of(source: str, text: str, fetched_at: datetime | None) -> Item:
     try:
-        decoded = loads(text)
+        value = loads(text).value
     except JsonError as exc:
-        yield Item(source, None, error=f"payload rejected: {exc}")
-        return
-    value = decoded.value
-    if isinstance(value, dict) and set(value) == ENVELOPE_KEYS:
-        when = parse_timestamp(value["fetched_at"])
-        inner = member_text(text, "payload")
-        if when.value is None:
-            yield Item(
-                source,
-                None,
-                error=f"envelope fetched_at {value['fetched_at']!r} is not a timestamp",
-            )
-        elif inner is None or not isinstance(value["payload"], dict):
-            yield Item(source, None, error="envelope payload is not a JSON object")
-        else:
-            yield Item(source, inner, when.value)
-        return
-    yield Item(source, text, fetched_at)
+        return Item(source, None, error=f"payload rejected: {exc}")
+    if not (isinstance(value, dict) and set(value) == ENVELOPE_KEYS):
+        return Item(source, text, fetched_at)
+    when = parse_timestamp(value["fetched_at"])
+    if when.value is None:
+        shown = repr(value["fetched_at"])[:80]
+        return Item(source, None, error=f"envelope fetched_at {shown} is not a timestamp")
+    inner = member_text(text, "payload")
+    if inner is None or not isinstance(value["payload"], dict):
+        return Item(source, None, error="envelope payload is not a JSON object")
+    return Item(source, inner, when.value)
 
 
 def archive_one(

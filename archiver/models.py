@@ -85,7 +85,7 @@ class JobState:
 class TaskState:
     """Typed columns of a task's state, shared by ``tasks`` and ``task_versions``."""
 
-    name: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(LongText)
     status: Mapped[str | None] = mapped_column(String(64))
     status_class: Mapped[str | None] = mapped_column(String(16))
     is_terminal: Mapped[bool | None]

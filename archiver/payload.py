@@ -188,11 +188,15 @@ def _raw_repr(raw: Any) -> str | None:
     return text if len(text) <= RAW_VALUE_MAX else text[:RAW_VALUE_MAX] + "…"
 
 
+MAX_PROBLEMS = 1000  # per payload: beyond this, one summary row (the snapshot has it all)
+
+
 class _Collector:
     """Accumulates problems while a payload is read, tagging each with its task."""
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self.dropped = 0
 
     def take(self, parsed: Parsed[Any], name: str, raw: Any, task_id: str | None = None) -> Any:
         if parsed.problem:
@@ -200,6 +204,9 @@ class _Collector:
         return parsed.value
 
     def add(self, name: str, raw: Any, message: str, task_id: str | None = None) -> None:
+        if len(self.problems) >= MAX_PROBLEMS - 1:  # one row is kept for the summary
+            self.dropped += 1
+            return
         try:
             shown = _raw_repr(raw)
         except (TypeError, ValueError):
@@ -328,6 +335,12 @@ def _read_fields(ident: Identified) -> ParsedPayload:
         )
     tasks = _tasks(data, out, classifier)
     val_errors = _val_errors(data, out)
+    if out.dropped:
+        out.problems.append(
+            Problem(
+                "*", None, f"{out.dropped} more problems in this payload, not listed one by one"
+            )
+        )
     return ParsedPayload(
         got_wf, got_job, ident.sha256, ident.body, job, tasks, val_errors, out.problems
     )
@@ -463,6 +476,7 @@ def _depends_on(raw: Any, task_id: str, out: _Collector) -> list[str] | None:
         out.add("depends_on", raw, "depends_on is not a list", task_id)
         return None
     deps: list[str] = []
+    seen: set[str] = set()
     for item in raw:
         try:
             dep = _identifier(item, "dependency")
@@ -470,10 +484,11 @@ def _depends_on(raw: Any, task_id: str, out: _Collector) -> list[str] | None:
             dep = None
         if dep is None:
             out.add("depends_on", item, "dependency is not a task id; dropped", task_id)
-        elif dep in deps:
+        elif dep in seen:
             out.add("depends_on", dep, "duplicate dependency", task_id)
         else:
             deps.append(dep)
+            seen.add(dep)
     return deps
 
 

@@ -7,15 +7,17 @@ written explicitly here, beside the current-state upserts, not by ORM events.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from archiver.db import upsert
+from archiver.errors import PayloadError
 from archiver.history import as_text, changed_fields
 from archiver.models import (
     CHANGES,
@@ -99,6 +101,7 @@ def archive(
     The payload's fields are only read when its hash differs from the archived one.
     """
     wf, job_id = payload.workflow_id, payload.job_id
+    _check_packet_size(session, payload)
     query = select(JOBS).where(_job_key(JOBS, wf, job_id))
     if session.get_bind().dialect.name != "sqlite":
         query = query.with_for_update()
@@ -183,6 +186,34 @@ def archive(
         version,
     )
     return result
+
+
+_PACKET_LIMITS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def _check_packet_size(session: Session, payload: Identified | ParsedPayload) -> None:
+    """MySQL/MariaDB refuse a statement over ``max_allowed_packet`` (16 MB by default) by closing
+    the connection, which looks like an outage; refuse such a payload up front instead."""
+    bind = session.get_bind()
+    if bind.dialect.name not in ("mysql", "mariadb"):
+        return
+    engine = getattr(bind, "engine", bind)
+    limit = _PACKET_LIMITS.get(engine)
+    if limit is None:
+        limit = int(session.execute(text("SELECT @@max_allowed_packet")).scalar_one())
+        _PACKET_LIMITS[engine] = limit
+    budget = limit - 64 * 1024  # the statement around the value
+    size = len(payload.body)
+    if size * 4 > budget:
+        size = len(payload.body.encode("utf-8", "surrogatepass"))
+    if size > budget:
+        raise PayloadError(
+            f"payload of {size / 2**20:.1f} MiB for job {payload.workflow_id}/{payload.job_id} "
+            f"exceeds the database's max_allowed_packet ({limit / 2**20:.0f} MiB); raise it on "
+            "the server to archive such payloads",
+            workflow_id=payload.workflow_id,
+            job_id=payload.job_id,
+        )
 
 
 def _without(row: Mapping[str, Any], *names: str) -> list[str]:

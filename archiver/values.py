@@ -212,6 +212,8 @@ def parse_duration(raw: Any) -> Parsed[Decimal]:
         return Parsed(None)
     if isinstance(raw, str):
         text = raw.strip()
+        if len(text) > 64:  # no real duration is this long; the readers are not linear in it
+            return Parsed(None, "unreadable duration")
         negative = text.startswith("-")
         body = text.lstrip("+-")
         seconds = _to_decimal(body) if _DECIMAL_RE.match(body) else None

@@ -549,10 +549,6 @@ CATALOGUE: tuple[Hostile, ...] = (
         edited(task_edit(0, name="n" * 70_000)),
         STORED,
         check=task_is("t00", name="n" * 70_000),
-        defect={
-            "mariadb": "defect: tasks.name/task_versions.name are TEXT (64 KB) on MariaDB, "
-            "so a longer task name fails the whole payload there (models.TaskState.name)"
-        },
     ),
     # order and repetition
     Hostile(
@@ -815,7 +811,7 @@ def test_million_element_arrays_and_1mb_strings_stay_under_100_mb(
 ) -> None:
     """A 10^6-element byte array (a 1 MB spec as Go encodes []byte), 10^6 log ids and two 1 MB
     strings, fetched and archived by a sync pass (HTTP client + store): archived, with resident
-    memory growing by under 100 MB. (``archiver ingest`` does not hold: see the xfail below.)"""
+    memory growing by under 100 MB."""
     results, urls = memory_runs
     if urls[backend] is None:
         pytest.skip(f"{backend}: no database URL set")
@@ -835,12 +831,6 @@ def test_the_sync_path_costs_no_more_memory_than_the_store(memory_runs: MemoryRu
     assert sync["growth_mb"] <= 1.2 * store["growth_mb"] + 10, (sync, store)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: archiver ingest keeps two extra decoded copies of each payload alive while it "
-    "is archived (ingest.read_items/_payload_item hold `decoded` across `yield`): 178 MB against "
-    "99 MB for 10^6 integers; 112 MB for the payload the sync path archives in 84 MB",
-)
 def test_ingest_costs_no_more_memory_than_the_store(memory_runs: MemoryRuns) -> None:
     results, _ = memory_runs
     store = results[("sqlite", "store", "distinct")]
@@ -855,22 +845,11 @@ def seconds(call: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: values.parse_duration is quadratic on a long run of digits (_go_duration's "
-    "finditer backtracks from every position): 4,000 digits take ~0.4 s, 40,000 take 37 s, a 1 MB "
-    "time_taken stalls a worker for hours",
-)
 def test_a_long_digit_run_in_a_duration_is_read_in_linear_time() -> None:
     text = "1" * 4000 + "x"
     assert seconds(lambda: parse_duration(text)) < 0.05
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: payload._depends_on checks duplicates with `dep in deps` on a list, quadratic "
-    "in the length of depends_on: 10,000 entries take ~0.5 s, 20,000 ~1.7 s, 10^6 take hours",
-)
 def test_a_long_depends_on_list_is_read_in_linear_time() -> None:
     doc = factories.job(tasks=1)
     doc["tasks"][0]["depends_on"] = [f"d{i}" for i in range(10_000)]
@@ -878,11 +857,6 @@ def test_a_long_depends_on_list_is_read_in_linear_time() -> None:
     assert seconds(lambda: parse_payload(body)) < 0.15
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: problems per payload are unbounded (payload._Collector): a 3 MB payload with "
-    "10^6 non-object tasks writes 10^6 ingest_problems rows (24 s, ~1 GB resident on SQLite)",
-)
 def test_problems_recorded_per_payload_are_bounded() -> None:
     doc = factories.job(tasks=0)
     doc["tasks"] = [0] * 20_000
@@ -894,15 +868,6 @@ def test_a_payload_larger_than_the_database_accepts_fails_alone(
 ) -> None:
     """A 17 MB payload (under the client's 32 MB cap) is stored, or rejected and counted; either
     way the next payload is archived and nothing raises out of the ingest or the sync pass."""
-    if archive.backend == "mariadb":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="defect: on MariaDB a payload over max_allowed_packet (16 MB by default, "
-                "below the client's 32 MB body cap) raises OperationalError out of store.archive: "
-                "`archiver ingest` stops, and a sync pass fails as a whole on every retry",
-            )
-        )
     big = factories.job("big", "wf-packet", tasks=1)
     big["tasks"][0]["state_msg"] = "x" * (17 * MB)
     items = [
