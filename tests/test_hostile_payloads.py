@@ -37,9 +37,9 @@ from archive_dump import (
     dump,
     first_difference,
     open_archive,
-    record_figures,
 )
 from conftest import BACKENDS, fresh_database
+from figures import record_figures
 from http_helpers import Recorded, Reply, ScriptedServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -679,12 +679,16 @@ def outcome_in_archive(archive: Archive, wf: str, jid: str, run_id: int) -> str:
 
 
 def test_hostile_payloads_through_the_client_and_a_sync_pass(archive: Archive) -> None:
-    """Every catalogue body served as a 200, plus a 50 MB body (announced and chunked) and a gzip
-    bomb that the client's 32 MB body cap must refuse, all in one pass."""
+    """Catalogue bodies served as a 200, plus a 50 MB body (announced and chunked) and a gzip bomb
+    that the client's 32 MB body cap must refuse, all in one pass."""
     sent = [
         h
         for h in CATALOGUE
-        if h.client is not None and not (h.defect and archive.backend in h.defect)
+        if h.client is not None
+        and not (h.defect and archive.backend in h.defect)
+        # the client is the same whatever the database: on SQLite every body goes through it;
+        # elsewhere those it rejects or judges apart, whose failures must be counted there too
+        and (archive.backend == "sqlite" or h.outcome == REJECTED or h.client != "same")
     ]
     bodies = {f"wf-sync-{h.name}": h.body(f"wf-sync-{h.name}", "job-1") for h in sent}
     expected = {f"wf-sync-{h.name}": h.outcome if h.client == "same" else h.client for h in sent}
@@ -822,31 +826,38 @@ def test_million_element_arrays_and_1mb_strings_stay_under_100_mb(
     result = results[(backend, "sync", "realistic")]
     assert result["outcome"] == "new"
     assert result["growth_mb"] < MEMORY_LIMIT_MB, result
-    record_figures("hostile-memory", inputs=1)
+    record_figures(f"hostile-memory-{backend}", inputs=1, growth_mb=round(result["growth_mb"]))
 
 
 def test_the_sync_path_costs_no_more_memory_than_the_store(memory_runs: MemoryRuns) -> None:
-    """10^6 distinct integers (the worst case: ~36 MB once decoded) fetched and archived cost
-    about what archiving the body alone costs: the client's decoded copy is not kept alive while
-    the store decodes the body again (it was, until sync.py dropped it: 139 MB against 99 MB)."""
+    """Distinct integers (the worst case per element) fetched and archived cost about what
+    archiving the body alone costs: the client's decoded copy is not kept alive while the store
+    decodes the body again (it was, until sync.py dropped it: 71 MB against 50 MB here)."""
     results, _ = memory_runs
     store, sync = results[("sqlite", "store", "distinct")], results[("sqlite", "sync", "distinct")]
     assert (store["outcome"], sync["outcome"]) == ("new", "new")
-    assert sync["growth_mb"] <= 1.2 * store["growth_mb"] + 10, (sync, store)
+    assert sync["growth_mb"] <= 1.1 * store["growth_mb"] + 5, (sync, store)
+    record_figures(
+        "hostile-memory-relative",
+        store_mb=round(store["growth_mb"]),
+        sync_mb=round(sync["growth_mb"]),
+        ingest_mb=round(results[("sqlite", "ingest", "distinct")]["growth_mb"]),
+    )
 
 
 @pytest.mark.xfail(
     strict=True,
     reason="defect: archiver ingest keeps two extra decoded copies of each payload alive while it "
-    "is archived (ingest.read_items/_payload_item hold `decoded` across `yield`): 178 MB against "
-    "99 MB for 10^6 integers; 112 MB for the payload the sync path archives in 84 MB",
+    "is archived (ingest.read_items/_payload_item hold `decoded` across `yield`): 91 MB against "
+    "50 MB for 500,000 integers; 112 MB (over the 100 MB bar) for the 10^6-element payload the "
+    "sync path archives in 84 MB",
 )
 def test_ingest_costs_no_more_memory_than_the_store(memory_runs: MemoryRuns) -> None:
     results, _ = memory_runs
     store = results[("sqlite", "store", "distinct")]
     ingested = results[("sqlite", "ingest", "distinct")]
     assert ingested["outcome"] == "new"
-    assert ingested["growth_mb"] <= 1.2 * store["growth_mb"] + 10, (ingested, store)
+    assert ingested["growth_mb"] <= 1.1 * store["growth_mb"] + 5, (ingested, store)
 
 
 def seconds(call: Callable[[], object]) -> float:
@@ -985,7 +996,7 @@ _TASK_KEYS = st.sampled_from(sorted(factories.task("t"))) | _TEXT
 
 
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
