@@ -781,6 +781,7 @@ def probe_result(process: subprocess.Popen[str]) -> dict[str, Any]:
     return json.loads(out)
 
 
+SKIP_REASONS: dict[str, str] = {}
 MemoryRuns = tuple[dict[tuple[str, str, str], dict[str, Any]], dict[str, str | None]]
 MEMORY_PROBES = (
     *((backend, "sync", "realistic") for backend in BACKENDS),
@@ -800,8 +801,9 @@ def memory_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemoryRuns
             folder = tmp_path_factory.mktemp("memory")
             try:
                 url = stack.enter_context(fresh_database(backend, folder))
-            except pytest.skip.Exception:
+            except pytest.skip.Exception as skipped:
                 urls[backend] = None  # the tests that need it skip with conftest's reason
+                SKIP_REASONS[backend] = str(skipped)
                 continue
             db.upgrade(url)
             urls[backend] = url
@@ -822,7 +824,7 @@ def test_million_element_arrays_and_1mb_strings_stay_under_100_mb(
     memory growing by under 100 MB. (``archiver ingest`` does not hold: see the xfail below.)"""
     results, urls = memory_runs
     if urls[backend] is None:
-        pytest.skip(f"{backend}: no database URL set")
+        pytest.skip(SKIP_REASONS[backend])
     result = results[(backend, "sync", "realistic")]
     assert result["outcome"] == "new"
     assert result["growth_mb"] < MEMORY_LIMIT_MB, result
