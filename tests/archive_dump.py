@@ -10,15 +10,12 @@ three databases, the hostile suite compares one database before and after a reje
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table, UniqueConstraint, func, inspect, select, text
@@ -200,13 +197,3 @@ def open_archive(backend: str, url: str) -> Iterator[Archive]:
         yield Archive(backend, url, engine, db.session_factory(engine))
     finally:
         engine.dispose()
-
-
-def record_figures(suite: str, **figures: int) -> None:
-    """Append this run's figures (inputs tried, faults injected, ...) to the file named by
-    ``ARCHIVER_RELIABILITY_FIGURES``, if set; ``docs/reliability.md`` quotes them."""
-    target = os.environ.get("ARCHIVER_RELIABILITY_FIGURES")
-    if not target:
-        return
-    with Path(target).open("a", encoding="utf-8") as out:
-        out.write(json.dumps({"suite": suite, **figures}, sort_keys=True) + "\n")

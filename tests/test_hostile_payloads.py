@@ -37,9 +37,9 @@ from archive_dump import (
     dump,
     first_difference,
     open_archive,
-    record_figures,
 )
 from conftest import BACKENDS, fresh_database
+from figures import record_figures
 from http_helpers import Recorded, Reply, ScriptedServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -675,12 +675,16 @@ def outcome_in_archive(archive: Archive, wf: str, jid: str, run_id: int) -> str:
 
 
 def test_hostile_payloads_through_the_client_and_a_sync_pass(archive: Archive) -> None:
-    """Every catalogue body served as a 200, plus a 50 MB body (announced and chunked) and a gzip
-    bomb that the client's 32 MB body cap must refuse, all in one pass."""
+    """Catalogue bodies served as a 200, plus a 50 MB body (announced and chunked) and a gzip bomb
+    that the client's 32 MB body cap must refuse, all in one pass."""
     sent = [
         h
         for h in CATALOGUE
-        if h.client is not None and not (h.defect and archive.backend in h.defect)
+        if h.client is not None
+        and not (h.defect and archive.backend in h.defect)
+        # the client is the same whatever the database: on SQLite every body goes through it;
+        # elsewhere those it rejects or judges apart, whose failures must be counted there too
+        and (archive.backend == "sqlite" or h.outcome == REJECTED or h.client != "same")
     ]
     bodies = {f"wf-sync-{h.name}": h.body(f"wf-sync-{h.name}", "job-1") for h in sent}
     expected = {f"wf-sync-{h.name}": h.outcome if h.client == "same" else h.client for h in sent}
@@ -773,6 +777,7 @@ def probe_result(process: subprocess.Popen[str]) -> dict[str, Any]:
     return json.loads(out)
 
 
+SKIP_REASONS: dict[str, str] = {}
 MemoryRuns = tuple[dict[tuple[str, str, str], dict[str, Any]], dict[str, str | None]]
 MEMORY_PROBES = (
     *((backend, "sync", "realistic") for backend in BACKENDS),
@@ -792,8 +797,9 @@ def memory_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemoryRuns
             folder = tmp_path_factory.mktemp("memory")
             try:
                 url = stack.enter_context(fresh_database(backend, folder))
-            except pytest.skip.Exception:
+            except pytest.skip.Exception as skipped:
                 urls[backend] = None  # the tests that need it skip with conftest's reason
+                SKIP_REASONS[backend] = str(skipped)
                 continue
             db.upgrade(url)
             urls[backend] = url
@@ -814,21 +820,27 @@ def test_million_element_arrays_and_1mb_strings_stay_under_100_mb(
     memory growing by under 100 MB."""
     results, urls = memory_runs
     if urls[backend] is None:
-        pytest.skip(f"{backend}: no database URL set")
+        pytest.skip(SKIP_REASONS[backend])
     result = results[(backend, "sync", "realistic")]
     assert result["outcome"] == "new"
     assert result["growth_mb"] < MEMORY_LIMIT_MB, result
-    record_figures("hostile-memory", inputs=1)
+    record_figures(f"hostile-memory-{backend}", inputs=1, growth_mb=round(result["growth_mb"]))
 
 
 def test_the_sync_path_costs_no_more_memory_than_the_store(memory_runs: MemoryRuns) -> None:
-    """10^6 distinct integers (the worst case: ~36 MB once decoded) fetched and archived cost
-    about what archiving the body alone costs: the client's decoded copy is not kept alive while
-    the store decodes the body again (it was, until sync.py dropped it: 139 MB against 99 MB)."""
+    """Distinct integers (the worst case per element) fetched and archived cost about what
+    archiving the body alone costs: the client's decoded copy is not kept alive while the store
+    decodes the body again (it was, until sync.py dropped it: 71 MB against 50 MB here)."""
     results, _ = memory_runs
     store, sync = results[("sqlite", "store", "distinct")], results[("sqlite", "sync", "distinct")]
     assert (store["outcome"], sync["outcome"]) == ("new", "new")
-    assert sync["growth_mb"] <= 1.2 * store["growth_mb"] + 10, (sync, store)
+    assert sync["growth_mb"] <= 1.1 * store["growth_mb"] + 5, (sync, store)
+    record_figures(
+        "hostile-memory-relative",
+        store_mb=round(store["growth_mb"]),
+        sync_mb=round(sync["growth_mb"]),
+        ingest_mb=round(results[("sqlite", "ingest", "distinct")]["growth_mb"]),
+    )
 
 
 def test_ingest_costs_no_more_memory_than_the_store(memory_runs: MemoryRuns) -> None:
@@ -836,7 +848,7 @@ def test_ingest_costs_no_more_memory_than_the_store(memory_runs: MemoryRuns) -> 
     store = results[("sqlite", "store", "distinct")]
     ingested = results[("sqlite", "ingest", "distinct")]
     assert ingested["outcome"] == "new"
-    assert ingested["growth_mb"] <= 1.2 * store["growth_mb"] + 10, (ingested, store)
+    assert ingested["growth_mb"] <= 1.1 * store["growth_mb"] + 5, (ingested, store)
 
 
 def seconds(call: Callable[[], object]) -> float:
@@ -950,7 +962,7 @@ _TASK_KEYS = st.sampled_from(sorted(factories.task("t"))) | _TEXT
 
 
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

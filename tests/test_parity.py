@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import factories
-from archive_dump import Dump, dump, dump_views, first_difference, open_archive, record_figures
+from archive_dump import Dump, dump, dump_views, first_difference, open_archive
 from conftest import BACKENDS, fresh_database
+from figures import record_figures
 
 from archiver.ingest import Summary, ingest, read_items
 

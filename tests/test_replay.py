@@ -19,7 +19,8 @@ from typing import Any
 
 import factories
 import pytest
-from archive_dump import HISTORY_TABLES, record_figures
+from archive_dump import HISTORY_TABLES
+from figures import record_figures
 from http_helpers import Recorded, Reply, ScriptedServer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -119,7 +120,7 @@ def test_a_second_sync_of_an_unchanged_api_writes_no_history(
     second = sync_pass(sessions, url, T0 + HOUR, sim.api_key)
     assert (second.counts["unchanged"], second.changes, second.failed) == (12, 0, 0)
     assert grown(after_first, history(sessions)) == {}
-    record_figures("replay", runs=2, inputs=24)
+    record_figures("replay", passes=2, inputs=24)
 
 
 def payloads(count: int) -> dict[tuple[str, str], dict[str, Any]]:
@@ -194,4 +195,4 @@ def test_after_k_jobs_change_exactly_their_history_is_written(
         assert (again.counts["unchanged"], again.changes) == (15, 0)
         assert grown(after, history(sessions)) == {}
         assert docs != original
-    record_figures("replay", runs=3, inputs=45, changed=k)
+    record_figures("replay", passes=3, inputs=45, changed=k)

@@ -35,6 +35,7 @@ import requests
 from archive_dump import dump
 from click.testing import CliRunner
 from conftest import BACKENDS, MYSQL_URL, fresh_database
+from figures import record_figures
 from http_helpers import Recorded, Reply, ScriptedServer, echo_job, error, job
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -236,9 +237,12 @@ def test_debug_logs_errors_and_the_archive_hold_no_secret(
     assert "INSERT INTO job_snapshots" in log and "GET /v0/workflows/w/jobs/" in log
     assert any("403" in r for r in rows) and any("<redacted>" in t for t in texts)
     assert leaks(log, *texts, *rows) == []
+    searched = len(log) + sum(map(len, texts)) + sum(map(len, rows))
     if secret_db.backend == "sqlite":
         files = list(Path(make_url(secret_db.url).database).parent.glob("archive.db*"))
         assert files and leaks(*(f.read_bytes() for f in files)) == []
+        searched += sum(f.stat().st_size for f in files)
+    record_figures("secrets", inputs=len(KINDS) + 1, faults=len(KINDS) + 2, searched=searched)
 
 
 def get(url: str) -> requests.Response:
@@ -272,6 +276,7 @@ def test_metrics_and_healthz_hold_no_secret(secret_db: SecretDb, debug_log: io.S
     if broken is not None:
         assert "database:" in bodies[3] and ":***@" in bodies[3], bodies[3]
     assert leaks(*bodies, debug_log.getvalue()) == []
+    record_figures("secrets", inputs=2, faults=2, searched=sum(map(len, bodies)))
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -317,6 +322,7 @@ def test_cli_output_holds_no_secret_and_masks_database_urls(secret_db: SecretDb)
             assert output.startswith("archiver: error:") and masked in output, output
             assert "Traceback" not in output
     assert leaks(*outputs) == []
+    record_figures("secrets", inputs=len(outputs), faults=3, searched=sum(map(len, outputs)))
 
 
 @pytest.mark.parametrize(
@@ -336,6 +342,7 @@ def test_a_password_with_an_unescaped_at_sign_is_never_shown(url: str) -> None:
         assert code == 1 and output.startswith("archiver: error:"), output
         assert leaks(output) == [], output
         assert "%40" in output  # says how to write it
+    record_figures("secrets", inputs=3, faults=3)
 
 
 @pytest.fixture
@@ -394,3 +401,4 @@ def test_the_daemon_at_debug_level_holds_no_secret(mariadb_secret_db: SecretDb) 
     assert "archiver_jobs_total" in bodies[0] and "stopped cleanly" in output
     assert "Traceback" not in output and "<redacted>" in output
     assert leaks(output, *bodies) == []
+    record_figures("secrets", inputs=len(KINDS), faults=len(KINDS) - 1, searched=len(output))
