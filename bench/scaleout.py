@@ -86,9 +86,9 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu() -> float:
-    """CPU seconds of every process named ``postgres`` on this machine (other clients' too)."""
-    total = 0.0
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds by pid of every process named ``postgres`` here (other clients' too)."""
+    found: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -96,8 +96,13 @@ def postgres_cpu() -> float:
             except OSError:
                 continue
             if comm == "postgres":
-                total += process_cpu(int(entry.name))
-    return total
+                found[int(entry.name)] = process_cpu(int(entry.name))
+    return found
+
+
+def cpu_since(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used in between by the processes alive at the end (one that exited is not counted)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def fresh_schema(base_url: str) -> tuple[str, Callable[[], None]]:
@@ -205,7 +210,7 @@ def one_run(
             wall = time.monotonic() - wall_before
             own = (time.process_time() - own_before) / wall
             used = (sum(process_cpu(p.pid) for p in procs) - workers_before) / wall
-            database = (postgres_cpu() - postgres_before) / wall
+            database = cpu_since(postgres_before, postgres_cpu()) / wall
             with sessions() as session:
                 last = session.scalar(select(func.max(TrackedJob.last_polled_at)))
             for proc in procs:
