@@ -15,9 +15,11 @@ clock frozen mid-lifecycle and its render cache warmed, so every run archives th
 and the simulator does as little as it can. It still runs in this process, on the same cores as
 the workers and PostgreSQL, so beside each rate the table shows the cores the workers and this
 process used over the measured window, the cores every local ``postgres`` process used (other
-clients' included), the cores busy with anything else (other work on a shared machine), and how
-busy the whole machine was. Configurations are measured in rounds (1, 2, 4, 1, 2, 4, …) so that
-other work weighs on each alike; a configuration's row is its median run by rate.
+clients' included), jobs per CPU-second of the workers and PostgreSQL (what a job costs, however
+many cores the rest of the machine left free), the cores busy with anything else (other work on a
+shared machine), and how busy the whole machine was. Configurations are measured in rounds
+(1, 2, 4, 1, 2, 4, …) so that other work weighs on each alike; a configuration's row is its
+median run by rate.
 """
 
 from __future__ import annotations
@@ -149,6 +151,13 @@ class RunResult:
     load: float  # 1-minute load average when the run began: other work on the machine
 
     @property
+    def per_core(self) -> float:
+        """Jobs per CPU-second of the workers and PostgreSQL: the cost of a job, whatever the
+        machine's other work left them; flat across configurations means leases cost nothing."""
+        used = self.workers_cpu + self.postgres_cpu
+        return self.rate / used if used > 0 else 0.0
+
+    @property
     def other_cpu(self) -> float:
         """Cores busy with anything else: the bench's own polling, and other work on the box."""
         if self.machine_busy is None:
@@ -267,8 +276,9 @@ def main() -> None:
                 result = one_run(sim, server.url, args.database_url, workers, args)
                 results[workers].append(result)
                 print(
-                    f"  round {round_ + 1}, {workers} worker(s): {result.rate:.0f} jobs/s "
-                    f"(load {result.load:.1f}, other processes {result.other_cpu:.2f} cores)",
+                    f"  round {round_ + 1}, {workers} worker(s): {result.rate:.0f} jobs/s, "
+                    f"{result.per_core:.0f} per core-second (load {result.load:.1f}, other "
+                    f"processes {result.other_cpu:.2f} cores)",
                     file=sys.stderr,
                 )
     rows = [
@@ -282,15 +292,16 @@ def main() -> None:
         f"{os.cpu_count()} CPUs"
     )
     print(
-        "| workers | jobs/s | vs 1 worker | cores: workers | cores: simulator "
-        "| cores: PostgreSQL | cores: other | machine CPU busy |"
+        "| workers | jobs/s | vs 1 worker | cores: workers | cores: PostgreSQL "
+        "| jobs per core-second | cores: simulator | cores: other | machine CPU busy |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for workers, r in rows:
         busy = f"{r.machine_busy:.0%}" if r.machine_busy is not None else "n/a"
         print(
             f"| {workers} | {r.rate:.0f} | {r.rate / base:.2f}x | {r.workers_cpu:.2f} "
-            f"| {r.simulator_cpu:.2f} | {r.postgres_cpu:.2f} | {r.other_cpu:.2f} | {busy} |"
+            f"| {r.postgres_cpu:.2f} | {r.per_core:.0f} | {r.simulator_cpu:.2f} "
+            f"| {r.other_cpu:.2f} | {busy} |"
         )
 
 
