@@ -1,7 +1,7 @@
 """Scale-out on PostgreSQL: jobs archived per second by 1, 2 and 4 ``archiver run`` processes.
 
     python -m bench.scaleout [--database-url postgresql://…] [--jobs 600] [--workers 1,2,4]
-                             [--runs 3] [--concurrency 8]
+                             [--runs 3] [--concurrency 8] [--latency 0]
 
 Why this shape: what scale-out buys is how fast one pass drains a backlog, so each run is one
 pass's work (a first archive of ``--jobs`` jobs with 10-30 tasks) shared by real worker processes
@@ -44,7 +44,7 @@ from sqlalchemy import func, select, text
 
 from archiver import db, tracking
 from archiver.models import Job, TrackedJob
-from archiver.simulator import JOB_PATH_PREFIX, Response, Simulator
+from archiver.simulator import JOB_PATH_PREFIX, Faults, Response, Simulator
 
 REPO = Path(__file__).resolve().parents[1]
 DUE_IN = 1.5  # seconds after tracking at which the jobs all fall due (every worker is polling)
@@ -257,6 +257,9 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4", help="comma-separated process counts")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8, help="fetch threads per worker")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds the simulator adds to every request"
+    )
     args = parser.parse_args()
     if not args.database_url or db.normalize_url(args.database_url).get_backend_name() != (
         "postgresql"
@@ -264,7 +267,13 @@ def main() -> None:
         raise SystemExit("bench: give a PostgreSQL URL (--database-url)")
     counts = [int(n) for n in args.workers.split(",")]
     frozen = [20.0]  # mid-lifecycle: running jobs with tasks in every phase, the same every run
-    sim = TimedSimulator(seed=2, jobs=args.jobs, clock=lambda: frozen[0], cache_jobs=args.jobs)
+    sim = TimedSimulator(
+        seed=2,
+        jobs=args.jobs,
+        clock=lambda: frozen[0],
+        cache_jobs=args.jobs,
+        faults=Faults(latency=args.latency),
+    )
     for index in range(args.jobs):  # warm the render cache: measure the archiver, not the fake
         sim.payload_bytes(index, frozen[0])
     results: dict[int, list[RunResult]] = {workers: [] for workers in counts}
@@ -288,7 +297,8 @@ def main() -> None:
     base = rows[0][1].rate
     print(
         f"{args.jobs} simulated jobs (10-30 tasks), first archive, PostgreSQL, "
-        f"--concurrency {args.concurrency} per worker, median of {args.runs}; "
+        f"--concurrency {args.concurrency} per worker, API latency {args.latency * 1000:.0f} ms, "
+        f"median of {args.runs}; "
         f"{os.cpu_count()} CPUs"
     )
     print(
