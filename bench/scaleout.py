@@ -43,7 +43,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from archiver import db, tracking
-from archiver.models import Job, TrackedJob
+from archiver.models import Job, JobSnapshot, JobVersion, SyncError, TrackedJob
 from archiver.simulator import JOB_PATH_PREFIX, Faults, Response, Simulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -222,6 +222,16 @@ def one_run(
             database = cpu_since(postgres_before, postgres_cpu()) / wall
             with sessions() as session:
                 last = session.scalar(select(func.max(TrackedJob.last_polled_at)))
+                # a figure only counts if the work was done once: one version and one snapshot
+                # per job (a first archive), no failure
+                once = [
+                    session.scalar(select(func.count()).select_from(model))
+                    for model in (JobVersion, JobSnapshot, SyncError)
+                ]
+            if once != [args.jobs, args.jobs, 0]:
+                raise SystemExit(
+                    f"bench: versions, snapshots, errors = {once}, not [{args.jobs}, …, 0]"
+                )
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
             for proc, log in zip(procs, logs, strict=True):
