@@ -1,7 +1,7 @@
 """Scale-out on PostgreSQL: jobs archived per second by 1, 2 and 4 ``archiver run`` processes.
 
     python -m bench.scaleout [--database-url postgresql://…] [--jobs 600] [--workers 1,2,4]
-                             [--runs 3] [--concurrency 8]
+                             [--runs 3] [--concurrency 8] [--latency 0]
 
 Why this shape: what scale-out buys is how fast one pass drains a backlog, so each run is one
 pass's work (a first archive of ``--jobs`` jobs with 10-30 tasks) shared by real worker processes
@@ -15,9 +15,11 @@ clock frozen mid-lifecycle and its render cache warmed, so every run archives th
 and the simulator does as little as it can. It still runs in this process, on the same cores as
 the workers and PostgreSQL, so beside each rate the table shows the cores the workers and this
 process used over the measured window, the cores every local ``postgres`` process used (other
-clients' included), the cores busy with anything else (other work on a shared machine), and how
-busy the whole machine was. Configurations are measured in rounds (1, 2, 4, 1, 2, 4, …) so that
-other work weighs on each alike; a configuration's row is its median run by rate.
+clients' included), jobs per CPU-second of the workers and PostgreSQL (what a job costs, however
+many cores the rest of the machine left free), the cores busy with anything else (other work on a
+shared machine), and how busy the whole machine was. Configurations are measured in rounds
+(1, 2, 4, 1, 2, 4, …) so that other work weighs on each alike; a configuration's row is its
+median run by rate.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from archiver import db, tracking
-from archiver.models import Job, TrackedJob
-from archiver.simulator import JOB_PATH_PREFIX, Response, Simulator
+from archiver.models import Job, JobSnapshot, JobVersion, SyncError, TrackedJob
+from archiver.simulator import JOB_PATH_PREFIX, Faults, Response, Simulator
 
 REPO = Path(__file__).resolve().parents[1]
 DUE_IN = 1.5  # seconds after tracking at which the jobs all fall due (every worker is polling)
@@ -86,9 +88,9 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu() -> float:
-    """CPU seconds of every process named ``postgres`` on this machine (other clients' too)."""
-    total = 0.0
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds by pid of every process named ``postgres`` here (other clients' too)."""
+    found: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -96,8 +98,13 @@ def postgres_cpu() -> float:
             except OSError:
                 continue
             if comm == "postgres":
-                total += process_cpu(int(entry.name))
-    return total
+                found[int(entry.name)] = process_cpu(int(entry.name))
+    return found
+
+
+def cpu_since(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used in between by the processes alive at the end (one that exited is not counted)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def fresh_schema(base_url: str) -> tuple[str, Callable[[], None]]:
@@ -142,6 +149,13 @@ class RunResult:
     postgres_cpu: float  # cores used by PostgreSQL processes (a local server; every client's)
     machine_busy: float | None  # fraction of all cores busy (PostgreSQL and anything else too)
     load: float  # 1-minute load average when the run began: other work on the machine
+
+    @property
+    def per_core(self) -> float:
+        """Jobs per CPU-second of the workers and PostgreSQL: the cost of a job, whatever the
+        machine's other work left them; flat across configurations means leases cost nothing."""
+        used = self.workers_cpu + self.postgres_cpu
+        return self.rate / used if used > 0 else 0.0
 
     @property
     def other_cpu(self) -> float:
@@ -205,9 +219,19 @@ def one_run(
             wall = time.monotonic() - wall_before
             own = (time.process_time() - own_before) / wall
             used = (sum(process_cpu(p.pid) for p in procs) - workers_before) / wall
-            database = (postgres_cpu() - postgres_before) / wall
+            database = cpu_since(postgres_before, postgres_cpu()) / wall
             with sessions() as session:
                 last = session.scalar(select(func.max(TrackedJob.last_polled_at)))
+                # a figure only counts if the work was done once: one version and one snapshot
+                # per job (a first archive), no failure
+                once = [
+                    session.scalar(select(func.count()).select_from(model))
+                    for model in (JobVersion, JobSnapshot, SyncError)
+                ]
+            if once != [args.jobs, args.jobs, 0]:
+                raise SystemExit(
+                    f"bench: versions, snapshots, errors = {once}, not [{args.jobs}, …, 0]"
+                )
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
             for proc, log in zip(procs, logs, strict=True):
@@ -243,6 +267,9 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4", help="comma-separated process counts")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8, help="fetch threads per worker")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds the simulator adds to every request"
+    )
     args = parser.parse_args()
     if not args.database_url or db.normalize_url(args.database_url).get_backend_name() != (
         "postgresql"
@@ -250,7 +277,13 @@ def main() -> None:
         raise SystemExit("bench: give a PostgreSQL URL (--database-url)")
     counts = [int(n) for n in args.workers.split(",")]
     frozen = [20.0]  # mid-lifecycle: running jobs with tasks in every phase, the same every run
-    sim = TimedSimulator(seed=2, jobs=args.jobs, clock=lambda: frozen[0], cache_jobs=args.jobs)
+    sim = TimedSimulator(
+        seed=2,
+        jobs=args.jobs,
+        clock=lambda: frozen[0],
+        cache_jobs=args.jobs,
+        faults=Faults(latency=args.latency),
+    )
     for index in range(args.jobs):  # warm the render cache: measure the archiver, not the fake
         sim.payload_bytes(index, frozen[0])
     results: dict[int, list[RunResult]] = {workers: [] for workers in counts}
@@ -262,8 +295,9 @@ def main() -> None:
                 result = one_run(sim, server.url, args.database_url, workers, args)
                 results[workers].append(result)
                 print(
-                    f"  round {round_ + 1}, {workers} worker(s): {result.rate:.0f} jobs/s "
-                    f"(load {result.load:.1f}, other processes {result.other_cpu:.2f} cores)",
+                    f"  round {round_ + 1}, {workers} worker(s): {result.rate:.0f} jobs/s, "
+                    f"{result.per_core:.0f} per core-second (load {result.load:.1f}, other "
+                    f"processes {result.other_cpu:.2f} cores)",
                     file=sys.stderr,
                 )
     rows = [
@@ -273,19 +307,21 @@ def main() -> None:
     base = rows[0][1].rate
     print(
         f"{args.jobs} simulated jobs (10-30 tasks), first archive, PostgreSQL, "
-        f"--concurrency {args.concurrency} per worker, median of {args.runs}; "
+        f"--concurrency {args.concurrency} per worker, API latency {args.latency * 1000:.0f} ms, "
+        f"median of {args.runs}; "
         f"{os.cpu_count()} CPUs"
     )
     print(
-        "| workers | jobs/s | vs 1 worker | cores: workers | cores: simulator "
-        "| cores: PostgreSQL | cores: other | machine CPU busy |"
+        "| workers | jobs/s | vs 1 worker | cores: workers | cores: PostgreSQL "
+        "| jobs per core-second | cores: simulator | cores: other | machine CPU busy |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for workers, r in rows:
         busy = f"{r.machine_busy:.0%}" if r.machine_busy is not None else "n/a"
         print(
             f"| {workers} | {r.rate:.0f} | {r.rate / base:.2f}x | {r.workers_cpu:.2f} "
-            f"| {r.simulator_cpu:.2f} | {r.postgres_cpu:.2f} | {r.other_cpu:.2f} | {busy} |"
+            f"| {r.postgres_cpu:.2f} | {r.per_core:.0f} | {r.simulator_cpu:.2f} "
+            f"| {r.other_cpu:.2f} | {busy} |"
         )
 
 

@@ -300,6 +300,9 @@ CLOCK_SLACK = 0.05  # wall clock (schedules) against monotonic (the recorded int
 def test_three_workers_split_the_jobs_and_write_one_history(
     db_url: str, fleet_factory: Callable[[str, str, str], Fleet]
 ) -> None:
+    """Three workers, 300 jobs due every 2 s, several passes: the leases must split each pass's
+    due jobs so that a job is fetched once per pass (never by two workers, never twice at once)
+    and the history they write together is the one a single worker would have written."""
     sim = RecordingSimulator(seed=11, jobs=300, tasks=(2, 6), faults=Faults(latency=0.02))
     engine = db.make_engine(db_url)
     sessions = db.session_factory(engine)
@@ -335,12 +338,12 @@ def test_three_workers_split_the_jobs_and_write_one_history(
                     and all(any(p["due"] > 0 for p in w.passes()) for w in workers)
                 )
 
-            reached = poll_until(enough, 30.0)
+            reached = poll_until(enough, 45.0)
             codes = fleet.stop()
             fetches = sim.snapshot()
         # the sharpest evidence first: a broken lease shows here even if the run also stalled
         assert_never_fetched_twice_at_once(fetches)
-        assert reached, f"not every job was fetched twice by busy workers in 30s\n{fleet.logs()}"
+        assert reached, f"not every job was fetched twice by busy workers in 45s\n{fleet.logs()}"
         assert codes == {w.name: 0 for w in workers}, fleet.logs()
         assert set(fetches) == {job_path(*key) for key in ids}
         shortest = POLL * (1 - JITTER) - CLOCK_SLACK
@@ -367,6 +370,9 @@ def test_three_workers_split_the_jobs_and_write_one_history(
 def test_a_worker_paused_past_its_lease_writes_nothing(
     db_url: str, fleet_factory: Callable[[str, str, str], Fleet]
 ) -> None:
+    """A worker frozen (SIGSTOP) with two fetches in flight past its 2 s lease; another worker
+    takes those jobs over and archives them; the first, resumed, must write nothing for them.
+    SIGSTOP stands for what does this in production: a GC pause, a VM migration, swapping."""
     sim = RecordingSimulator(seed=12, jobs=20, tasks=(2, 4))
     engine = db.make_engine(db_url)
     sessions = db.session_factory(engine)
@@ -379,7 +385,7 @@ def test_a_worker_paused_past_its_lease_writes_nothing(
             # A claims two jobs (its window is its concurrency) and fetches them; the simulator
             # holds both requests, so A is stopped with both in flight, then answered.
             a = fleet.start("worker-A", *common, "--lease-seconds", "2", "--concurrency", "2")
-            wait_for(lambda: len(sim.held) == 2, 20.0, "A's two requests", fleet.logs)
+            wait_for(lambda: len(sim.held) == 2, 30.0, "A's two requests", fleet.logs)
             os.kill(a.proc.pid, signal.SIGSTOP)
             held = sorted(sim.held)
             sim.gate.set()
@@ -405,14 +411,12 @@ def test_a_worker_paused_past_its_lease_writes_nothing(
 
             def b_archived_all() -> bool:
                 with sessions() as session:
-                    rows = session.execute(
-                        select(TrackedJob.claim_token, TrackedJob.lease_owner).where(
-                            TrackedJob.last_polled_at.is_not(None)
-                        )
+                    owners = session.scalars(
+                        select(TrackedJob.lease_owner).where(TrackedJob.last_polled_at.is_not(None))
                     ).all()
-                return len(rows) == 20 and all(r.lease_owner is None for r in rows)
+                return len(owners) == 20 and set(owners) == {None}  # archived, leases released
 
-            wait_for(b_archived_all, 20.0, "B to archive every job", fleet.logs)
+            wait_for(b_archived_all, 30.0, "B to archive every job", fleet.logs)
             with sessions() as session:
                 tokens = {
                     (r.workflow_id, r.job_id): r.claim_token
