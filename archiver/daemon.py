@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -95,10 +97,22 @@ class Daemon:
         started = time.monotonic()
         summary: SyncSummary | None = None
         try:
-            probing = self.health.key_rejected is not None
-            window = 1 if probing else self.settings.concurrency
+            if self.health.key_rejected is not None:
+                # paused: one job tells whether the key works again; only then the full pass
+                probe = self.sync.run(
+                    claims=itertools.islice(self._claims(1), 1),
+                    on_job=self.metrics.observe_job,
+                    window=1,
+                )
+                if probe.auth_error or not probe.due:
+                    self._after_pass(probe, time.monotonic() - started)
+                    return probe
+                self._key_accepted()
+            concurrency = self.settings.concurrency
             summary = self.sync.run(
-                claims=self._claims(window), on_job=self.metrics.observe_job, window=window
+                claims=self._claims(concurrency),
+                on_job=self.metrics.observe_job,
+                window=concurrency,
             )
             self._after_pass(summary, time.monotonic() - started)
         except (SQLAlchemyError, ArchiverError, OSError) as exc:
@@ -136,9 +150,7 @@ class Daemon:
             self.metrics.key_rejected.set(1)  # and a paused pass is no successful pass
         else:
             if self.health.key_rejected is not None and summary.due:
-                log.info("the API accepts the key again: polling resumed")
-                self.health.key_rejected = None
-                self.metrics.key_rejected.set(0)
+                self._key_accepted()
             self.health.last_success = time.time()
         with self.sessions() as session:
             counts = dict(
@@ -158,6 +170,11 @@ class Daemon:
                 "changes": summary.changes,
             },
         )
+
+    def _key_accepted(self) -> None:
+        log.info("the API accepts the key again: polling resumed")
+        self.health.key_rejected = None
+        self.metrics.key_rejected.set(0)
 
     # --- health ----------------------------------------------------------------------------
 
@@ -247,8 +264,13 @@ class Daemon:
         )
         self.stopping.set()
         self.sync.stop.set()
-        if self.scheduler is not None:
+        if self.scheduler is None:
+            return
+        try:
             self.scheduler.shutdown(wait=False)
+        except SchedulerNotRunningError:
+            # the signal came before start(): a job that runs first thing shuts it down
+            self.scheduler.add_job(self.scheduler.shutdown, kwargs={"wait": False})
 
     def _finish(self, monitor: MonitoringServer | None) -> int:
         grace = 2 * self.settings.request_deadline

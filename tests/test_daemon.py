@@ -195,8 +195,10 @@ def test_rejected_key_pauses_polling_and_resumes(
     daemon.pass_once()  # paused: probes with exactly one request
     assert sample(daemon, "archiver_api_requests_total", status="403") == before + 1
     sim.api_key = "sim-key"
-    resumed = daemon.pass_once()
-    assert resumed is not None and resumed.auth_error is None and resumed.counts["new"] == 6
+    resumed = daemon.pass_once()  # one probe job, then the rest at full concurrency
+    assert resumed is not None and resumed.auth_error is None and resumed.counts["new"] == 5
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 6
     assert daemon.health.problems() == []
     assert sample(daemon, "archiver_api_key_rejected") == 0
     with sessions() as session:  # the rejected passes did not count against the jobs
