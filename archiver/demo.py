@@ -17,11 +17,11 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from archiver import db, tracking
+from archiver import db, reports, tracking
 from archiver.client import ApiClient
 from archiver.config import Settings
 from archiver.models import Job, JobChange
-from archiver.queries import cost_by_workflow, job_history, jobs_by_status
+from archiver.queries import job_history, jobs_by_status
 from archiver.render import history_table, print_table
 from archiver.simulator import Simulator
 from archiver.statuses import CLASSES, DEFAULT_CLASSIFIER
@@ -111,12 +111,13 @@ def run_live_demo(
 def _report(
     console: Console, sessions: sessionmaker[Session], database_url: str, requests: int
 ) -> None:
+    console.print()  # the live view leaves the cursor at the end of its last line
     with sessions() as session:
-        costs = cost_by_workflow(session)
+        costs = reports.cost_by(session, "workflow")
         print_table(
             console,
             ("workflow", "jobs", "cost"),
-            [(c.workflow_id, c.jobs, c.cost) for c in costs],
+            [(c.group, c.jobs, c.cost) for c in costs],
             f"cost by workflow ({requests} API requests served)",
         )
         busiest = session.execute(

@@ -38,22 +38,6 @@ def job_history(session: Session, workflow_id: str, job_id: str) -> list[ChangeR
     return [ChangeRow(*row) for row in rows]
 
 
-@dataclass(frozen=True)
-class CostRow:
-    workflow_id: str
-    jobs: int
-    cost: int
-
-
-def cost_by_workflow(session: Session) -> list[CostRow]:
-    rows = session.execute(
-        select(Job.workflow_id, func.count(), func.coalesce(func.sum(Job.cost), 0))
-        .group_by(Job.workflow_id)
-        .order_by(Job.workflow_id)
-    )
-    return [CostRow(str(w), int(n or 0), int(c or 0)) for w, n, c in rows]
-
-
 def jobs_by_status(session: Session) -> dict[str, int]:
     rows = session.execute(select(Job.status_class, func.count()).group_by(Job.status_class))
     return {str(status or "none"): int(n or 0) for status, n in rows}
