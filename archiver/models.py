@@ -114,6 +114,15 @@ class TaskState:
     extra: Mapped[Any | None]
 
 
+class Chained:
+    """Hash-chain columns of a history row (``archiver.chain``); NULL only on a row that the
+    archiver did not write, which ``archiver verify`` reports."""
+
+    chain_seq: Mapped[int | None]
+    prev_sha256: Mapped[str | None] = mapped_column(SHA)
+    row_sha256: Mapped[str | None] = mapped_column(SHA)
+
+
 class TrackedJob(Base):
     __tablename__ = "tracked_jobs"
     __table_args__ = (
@@ -158,6 +167,9 @@ class Job(JobState, Base):
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     last_changed_at: Mapped[datetime]
+    # head of the job's hash chain: its last history row's chain_seq and row_sha256
+    chain_seq: Mapped[int | None]
+    chain_sha256: Mapped[str | None] = mapped_column(SHA)
 
 
 class Task(TaskState, Base):
@@ -219,13 +231,14 @@ class ValError(Base):
     resolved_at: Mapped[datetime | None]
 
 
-class JobSnapshot(Base):
+class JobSnapshot(Chained, Base):
     """Every distinct payload as received; ``applied`` is false for stale ones kept as evidence."""
 
     __tablename__ = "job_snapshots"
     __table_args__ = (
         Index(None, "workflow_id", "job_id", "fetched_at"),
         Index(None, "workflow_id", "job_id", "sha256"),
+        Index(None, "workflow_id", "job_id", "chain_seq", unique=True),
     )
 
     id: Mapped[int] = _id()
@@ -237,11 +250,12 @@ class JobSnapshot(Base):
     body: Mapped[str] = mapped_column(LongText)
 
 
-class JobVersion(JobState, Base):
+class JobVersion(JobState, Chained, Base):
     __tablename__ = "job_versions"
     __table_args__ = (
         UniqueConstraint("workflow_id", "job_id", "version"),
         Index(None, "valid_from"),
+        Index(None, "workflow_id", "job_id", "chain_seq", unique=True),
     )
 
     id: Mapped[int] = _id()
@@ -253,11 +267,12 @@ class JobVersion(JobState, Base):
     payload_sha256: Mapped[str] = mapped_column(SHA)
 
 
-class TaskVersion(TaskState, Base):
+class TaskVersion(TaskState, Chained, Base):
     __tablename__ = "task_versions"
     __table_args__ = (
         UniqueConstraint("workflow_id", "job_id", "task_id", "version"),
         Index(None, "valid_from"),
+        Index(None, "workflow_id", "job_id", "chain_seq", unique=True),
     )
 
     id: Mapped[int] = _id()
@@ -269,7 +284,7 @@ class TaskVersion(TaskState, Base):
     valid_to: Mapped[datetime | None]
 
 
-class JobChange(Base):
+class JobChange(Chained, Base):
     """Append-only field-level audit log; ``entity_key`` is a task id or an error fingerprint."""
 
     __tablename__ = "job_changes"
@@ -277,6 +292,7 @@ class JobChange(Base):
         Index(None, "workflow_id", "job_id", "observed_at"),
         Index(None, "observed_at"),
         Index(None, "entity", "field"),
+        Index(None, "workflow_id", "job_id", "chain_seq", unique=True),
     )
 
     id: Mapped[int] = _id()
@@ -341,6 +357,74 @@ class SyncError(Base):
     message: Mapped[str] = mapped_column(Text)
 
 
+class PeriodStatement(Base):
+    """A month's frozen cost statement (``archiver close-period``); in force until reopened.
+
+    ``sha256`` covers the statement and its lines (``archiver.periods``), so an edit to a closed
+    figure is caught by ``archiver verify``.
+    """
+
+    __tablename__ = "period_statements"
+    __table_args__ = (Index(None, "period"),)
+
+    id: Mapped[int] = _id()
+    period: Mapped[str] = mapped_column(String(7))
+    closed_at: Mapped[datetime]
+    closed_by: Mapped[str] = mapped_column(String(255))
+    jobs: Mapped[int]
+    cost: Mapped[Decimal] = mapped_column(Numeric(38, 0))
+    sha256: Mapped[str] = mapped_column(SHA)
+    reopened_at: Mapped[datetime | None]
+
+
+class PeriodStatementLine(Base):
+    """One figure of a statement: the cost of one workflow, user or block in that month."""
+
+    __tablename__ = "period_statement_lines"
+    __table_args__ = (UniqueConstraint("statement_id", "dimension", "dim_key"),)
+
+    id: Mapped[int] = _id()
+    statement_id: Mapped[int] = mapped_column(BigIntPK, ForeignKey("period_statements.id"))
+    dimension: Mapped[str] = mapped_column(String(16))
+    dim_key: Mapped[str] = mapped_column(String(600))
+    jobs: Mapped[int]
+    jobs_without_cost: Mapped[int]
+    cost: Mapped[Decimal] = mapped_column(Numeric(38, 0))
+
+
+class PeriodEvent(Base):
+    """Append-only log of closing and reopening periods: who, when, why."""
+
+    __tablename__ = "period_events"
+    __table_args__ = (Index(None, "period", "occurred_at"),)
+
+    id: Mapped[int] = _id()
+    period: Mapped[str] = mapped_column(String(7))
+    action: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+    statement_id: Mapped[int | None] = mapped_column(BigIntPK, ForeignKey("period_statements.id"))
+    statement_sha256: Mapped[str | None] = mapped_column(SHA)
+
+
+class ChainAnchor(Base):
+    """The chain heads of every job at one moment (``archiver verify --anchor``).
+
+    Its ``digest`` is what a team stores elsewhere; ``archiver verify --against DIGEST`` checks
+    that this record still hashes to it and that every head in it is still in the archive.
+    """
+
+    __tablename__ = "chain_anchors"
+    __table_args__ = (Index(None, "digest"),)
+
+    id: Mapped[int] = _id()
+    created_at: Mapped[datetime]
+    jobs: Mapped[int]
+    digest: Mapped[str] = mapped_column(SHA)
+    heads: Mapped[str] = mapped_column(LongText)
+
+
 def table(model: type[Base]) -> Table:
     """The model's Core table, typed as one (``__table__`` is typed as a generic FromClause)."""
     return cast(Table, model.__table__)
@@ -359,3 +443,7 @@ CHANGES = table(JobChange)
 PROBLEMS = table(IngestProblem)
 RUNS = table(SyncRun)
 ERRORS = table(SyncError)
+STATEMENTS = table(PeriodStatement)
+STATEMENT_LINES = table(PeriodStatementLine)
+PERIOD_EVENTS = table(PeriodEvent)
+ANCHORS = table(ChainAnchor)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from sqlalchemy import and_, bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from archiver.chain import Chain
 from archiver.db import upsert
 from archiver.errors import PayloadError
 from archiver.history import as_text, changed_fields
@@ -54,6 +55,7 @@ class _JobWrite:
     workflow_id: str
     job_id: str
     observed_at: datetime
+    chain: Chain
     changes: list[dict[str, Any]] = field(default_factory=list)
 
     def change(
@@ -119,8 +121,12 @@ def archive(
             is_terminal=current["is_terminal"],
         )
 
+    chain = Chain() if current is None else Chain(current["chain_seq"], current["chain_sha256"])
     if current is not None and _is_stale(current, payload.updated_at, fetched_at):
-        _keep_stale_snapshot(session, payload, fetched_at)
+        if _keep_stale_snapshot(session, payload, fetched_at, chain):
+            session.execute(
+                update(JOBS).where(_job_key(JOBS, wf, job_id)).values(**chain.head_columns())
+            )
         return ArchiveResult(
             wf,
             job_id,
@@ -137,14 +143,16 @@ def archive(
     # Fetch order and updated_at order can disagree (files ingested without fetch times); the
     # history must still read forwards, so a newer state is never dated before the last one.
     observed = fetched_at if current is None else max(fetched_at, current["last_seen_at"])
-    write = _JobWrite(wf, job_id, observed)
-    _insert_snapshot(session, parsed, fetched_at, applied=True)
+    write = _JobWrite(wf, job_id, observed, chain)
+    _insert_snapshot(session, parsed, fetched_at, chain, applied=True)
     version = _write_job_version(session, write, current, parsed)
     if parsed.tasks is not None:
         _write_tasks(session, write, parsed)
     if parsed.val_errors is not None:
         _write_val_errors(session, write, parsed)
     if write.changes:
+        for change in write.changes:
+            chain.link("job_changes", change)
         session.execute(insert(CHANGES), write.changes)
     if parsed.problems:
         session.execute(
@@ -175,6 +183,7 @@ def archive(
         "last_changed_at": observed
         if write.changes or current is None
         else current["last_changed_at"],
+        **chain.head_columns(),
     }
     upsert(
         session, JOBS, [row], key=("workflow_id", "job_id"), update=_without(row, "first_seen_at")
@@ -236,23 +245,27 @@ def _touch(session: Session, wf: str, job_id: str, seen: datetime) -> None:
 
 
 def _insert_snapshot(
-    session: Session, payload: Identified | ParsedPayload, fetched_at: datetime, *, applied: bool
+    session: Session,
+    payload: Identified | ParsedPayload,
+    fetched_at: datetime,
+    chain: Chain,
+    *,
+    applied: bool,
 ) -> None:
-    session.execute(
-        insert(SNAPSHOTS).values(
-            workflow_id=payload.workflow_id,
-            job_id=payload.job_id,
-            sha256=payload.sha256,
-            fetched_at=fetched_at,
-            applied=applied,
-            body=payload.body,
-        )
-    )
+    row = {
+        "workflow_id": payload.workflow_id,
+        "job_id": payload.job_id,
+        "sha256": payload.sha256,
+        "fetched_at": fetched_at,
+        "applied": applied,
+        "body": payload.body,
+    }
+    session.execute(insert(SNAPSHOTS).values(chain.link("job_snapshots", row)))
 
 
 def _keep_stale_snapshot(
-    session: Session, payload: Identified | ParsedPayload, fetched_at: datetime
-) -> None:
+    session: Session, payload: Identified | ParsedPayload, fetched_at: datetime, chain: Chain
+) -> bool:
     """An older payload is evidence, so it is kept (once), but it changes no state."""
     table = SNAPSHOTS
     exists = session.execute(
@@ -263,8 +276,10 @@ def _keep_stale_snapshot(
         )
         .limit(1)
     ).first()
-    if exists is None:
-        _insert_snapshot(session, payload, fetched_at, applied=False)
+    if exists is not None:
+        return False
+    _insert_snapshot(session, payload, fetched_at, chain, applied=False)
+    return True
 
 
 def _write_job_version(
@@ -285,17 +300,16 @@ def _write_job_version(
             .where(table.c.version == current["version"])
             .values(valid_to=write.observed_at)
         )
-    session.execute(
-        insert(table).values(
-            workflow_id=write.workflow_id,
-            job_id=write.job_id,
-            version=version,
-            valid_from=write.observed_at,
-            valid_to=None,
-            payload_sha256=parsed.sha256,
-            **parsed.job,
-        )
-    )
+    row = {
+        "workflow_id": write.workflow_id,
+        "job_id": write.job_id,
+        "version": version,
+        "valid_from": write.observed_at,
+        "valid_to": None,
+        "payload_sha256": parsed.sha256,
+        **parsed.job,
+    }
+    session.execute(insert(table).values(write.chain.link("job_versions", row)))
     return version
 
 
@@ -372,6 +386,8 @@ def _write_tasks(session: Session, write: _JobWrite, parsed: ParsedPayload) -> N
         )
     _close_task_versions(session, write, closing)
     if versions:
+        for version_row in versions:
+            write.chain.link("task_versions", version_row)
         session.execute(insert(TASK_VERSIONS), versions)
     upsert(
         session,

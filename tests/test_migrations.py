@@ -26,6 +26,10 @@ EXPECTED_TABLES = {
     "ingest_problems",
     "sync_runs",
     "sync_errors",
+    "period_statements",
+    "period_statement_lines",
+    "period_events",
+    "chain_anchors",
     "alembic_version",
 }
 

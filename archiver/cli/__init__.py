@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from archiver.cli import (  # noqa: F401
     archive_cmds,
+    audit_cmds,
     db_cmds,
     report_cmds,
     run_cmds,

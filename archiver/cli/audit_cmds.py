@@ -1,0 +1,155 @@
+"""``archiver verify``, ``archiver rebuild`` and ``archiver close-period`` (docs/audit.md)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+
+import click
+
+from archiver import periods
+from archiver import verify as verifymod
+from archiver.cli.common import (
+    Abort,
+    build_settings,
+    cli,
+    database_option,
+    open_archive,
+    reported_errors,
+)
+from archiver.errors import ArchiverError
+
+
+def _actor(value: str | None) -> str:
+    if value:
+        return value[:255]
+    try:
+        return getpass.getuser()[:255]
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@cli.command()
+@click.option("--workflow", "workflow_id", help="Only this workflow's jobs.")
+@click.option("--job", "job_id", help="Only this job (with --workflow, or in any workflow).")
+@click.option(
+    "--anchor",
+    is_flag=True,
+    help="After a clean verification, record every chain head and print their digest: keep it "
+    "elsewhere (a ticket, a signed email) to check with --against later.",
+)
+@click.option(
+    "--against",
+    "against",
+    metavar="DIGEST",
+    help="Also check that the anchor with this digest still hashes to it and that every head "
+    "it recorded is still in the archive (detects a wholesale rewrite since).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@database_option
+def verify(
+    workflow_id: str | None,
+    job_id: str | None,
+    anchor: bool,
+    against: str | None,
+    fmt: str,
+    database_url: str | None,
+) -> None:
+    """Recompute the history's hash chains and snapshot hashes; name every break.
+
+    Exit status 1 when anything was edited, deleted, inserted or reordered.
+    """
+    settings = build_settings(database_url=database_url)
+    if anchor and (workflow_id or job_id):
+        raise Abort(
+            "--anchor records every job's head: it cannot be combined with --workflow/--job"
+        )
+    with open_archive(settings) as sessions, reported_errors(settings), sessions() as session:
+        report = verifymod.verify(session, workflow_id=workflow_id, job_id=job_id)
+        anchored = None
+        if against:
+            checked, breaks = verifymod.check_anchor(session, against)
+            report.breaks.extend(breaks)
+            anchored = checked
+        digest = None
+        if anchor and report.ok:
+            digest = verifymod.take_anchor(session, report)
+            session.commit()
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "jobs": report.jobs,
+                    "history_rows": report.rows,
+                    "snapshots": report.snapshots,
+                    "period_statements": report.statements,
+                    "seconds": round(report.seconds, 3),
+                    "anchor": digest,
+                    "anchor_jobs_checked": anchored,
+                    "breaks": [
+                        {
+                            "table": b.table,
+                            "row_id": b.row_id,
+                            "workflow_id": b.workflow_id,
+                            "job_id": b.job_id,
+                            "chain_seq": b.chain_seq,
+                            "kind": b.kind,
+                            "detail": b.detail,
+                        }
+                        for b in report.breaks
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for item in report.breaks:
+            click.echo(item.line())
+        click.echo(report.line())
+        if anchored is not None:
+            click.echo(f"anchor {against}: {anchored} job heads checked")
+        if digest:
+            click.echo(f"anchor: {digest} ({len(report.heads)} job heads); keep it elsewhere")
+    if anchor and not report.ok:
+        click.echo("archiver: no anchor taken: the archive does not verify", err=True)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@cli.command("close-period")
+@click.argument("period", metavar="YYYY-MM")
+@click.option("--reopen", is_flag=True, help="Take the closed statement out of force instead.")
+@click.option("--reason", help="Why the period is reopened (required with --reopen; logged).")
+@click.option("--by", "actor", help="Who closes or reopens, for the log [default: the OS user].")
+@database_option
+def close_period(
+    period: str, reopen: bool, reason: str | None, actor: str | None, database_url: str | None
+) -> None:
+    """Freeze a month's cost statement; later movements become adjustments."""
+    settings = build_settings(database_url=database_url)
+    who = _actor(actor)
+    with open_archive(settings) as sessions, reported_errors(settings), sessions() as session:
+        if reopen:
+            statement = periods.reopen_period(session, period, who, reason or "")
+            session.commit()
+            click.echo(
+                f"reopened {period} (statement {statement.sha256[:16]}… closed "
+                f"{statement.closed_at:%Y-%m-%d %H:%M} UTC by {statement.closed_by}); logged"
+            )
+            return
+        if reason:
+            raise Abort("--reason goes with --reopen")
+        try:
+            statement = periods.close_period(session, period, who)
+        except ArchiverError:
+            session.rollback()
+            raise
+        session.commit()
+    click.echo(
+        f"closed {period}: {statement.jobs} jobs, cost {statement.cost}; "
+        f"{len(statement.lines)} lines by workflow, user and block; "
+        f"statement sha256 {statement.sha256}"
+    )
