@@ -7,7 +7,9 @@ import json
 
 import click
 
+from archiver import db as dbmod
 from archiver import periods
+from archiver import rebuild as rebuildmod
 from archiver import verify as verifymod
 from archiver.cli.common import (
     Abort,
@@ -16,8 +18,11 @@ from archiver.cli.common import (
     database_option,
     open_archive,
     reported_errors,
+    status_map_option,
 )
+from archiver.config import mask_url
 from archiver.errors import ArchiverError
+from archiver.statuses import StatusClassifier
 
 
 def _actor(value: str | None) -> str:
@@ -153,3 +158,65 @@ def close_period(
         f"{len(statement.lines)} lines by workflow, user and block; "
         f"statement sha256 {statement.sha256}"
     )
+
+
+@cli.command()
+@click.option(
+    "--into",
+    "into",
+    metavar="URL",
+    help="An empty database to rebuild into (created and migrated if need be).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Rebuild into a scratch database and report what would differ; change nothing.",
+)
+@status_map_option
+@database_option
+def rebuild(
+    into: str | None,
+    dry_run: bool,
+    status_map: dict[str, str] | None,
+    database_url: str | None,
+) -> None:
+    """Replay the raw snapshots into an empty database and compare it with this one.
+
+    Exit status 1 when the rebuilt archive differs (or payloads were rejected on replay).
+    """
+    if (into is None) == (not dry_run):
+        raise Abort("give either --into URL or --dry-run")
+    settings = build_settings(database_url=database_url, status_map=status_map)
+    classifier = StatusClassifier.with_overrides(settings.status_map)
+    if into is not None and dbmod.normalize_url(into) == dbmod.normalize_url(settings.database_url):
+        raise Abort("--into must name another database than the one being rebuilt")
+    with open_archive(settings) as sessions, reported_errors(settings):
+        if dry_run:
+            report = rebuildmod.dry_run(sessions, classifier=classifier)
+        else:
+            assert into is not None
+            report = rebuildmod.rebuild(sessions, into, classifier=classifier)
+    for line in report.rejected[:20]:
+        click.echo(f"rejected on replay: {line}")
+    target = "a scratch database" if dry_run else mask_url(into or "")
+    click.echo(
+        f"replayed {report.snapshots} snapshots into {target}: {report.jobs} jobs "
+        f"in {report.seconds:.1f} s; {len(report.rejected)} rejected"
+    )
+    if report.identical:
+        click.echo("the rebuilt archive equals this one (ids and last_seen_at aside)")
+    else:
+        verb = "would differ" if dry_run else "differs"
+        changed = sorted(report.changed_jobs())
+        click.echo(f"the rebuilt archive {verb} for {len(changed)} jobs:")
+        for diff in report.diffs:
+            click.echo(
+                f"  {diff.table}: {diff.only_before} rows only here, "
+                f"{diff.only_after} only in the rebuild"
+            )
+        for wf, jid in changed[:20]:
+            click.echo(f"  job {wf}/{jid}")
+        if len(changed) > 20:
+            click.echo(f"  … and {len(changed) - 20} more")
+    if not report.identical or report.rejected:
+        raise SystemExit(1)
