@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from archiver import reports
+from archiver import periods, reports
 from archiver.cli.common import (
     Abort,
     F,
@@ -113,6 +113,9 @@ def report_cost(
         raise click.BadParameter("must be before --until", param_hint="--since")
     ranged = since is not None or until is not None
     title = f"cost by {by}" + (" (jobs created in range)" if ranged else "")
+    if by != "day" and _read(database_url, periods.statements):
+        _emit_books(by, since, until, fmt, title, database_url)
+        return
     if by == "block":
         blocks = _read(database_url, reports.cost_by_block, since, until)
         columns = _columns(reports.BlockCostRow)
@@ -129,6 +132,38 @@ def report_cost(
         totals = [sum(int(r[c] or 0) for r in data) for c in columns[1:]]
         data.append(dict(zip(columns, ("total", *totals), strict=True)))
     _emit(data, columns, fmt, title, DAY_NOTE)
+
+
+def _emit_books(
+    by: str,
+    since: datetime | None,
+    until: datetime | None,
+    fmt: str,
+    title: str,
+    database_url: str | None,
+) -> None:
+    """With closed months: their frozen figures, and what moved since as adjustments."""
+    rows: list[periods.BookRow] = _read(database_url, periods.books, by, since, until)
+    columns = [by, "jobs", "jobs_without_cost", "cost", "adjustments", "total", "closed"]
+    data: list[dict[str, Any]] = [
+        dict(
+            zip(
+                columns,
+                (r.group, r.jobs, r.jobs_without_cost, r.cost, r.adjustments, r.total, r.closed),
+                strict=True,
+            )
+        )
+        for r in rows
+    ]
+    if fmt == "table" and data:
+        totals = [sum(int(r[c] or 0) for r in data) for c in columns[1:-1]]
+        data.append(dict(zip(columns, ("total", *totals, None), strict=True)))
+    note = (
+        "Closed months count with their frozen statements (closed=true); what their jobs' cost "
+        "moved since is booked as adjustments"
+        + (" in the next open month." if by == "month" else ".")
+    )
+    _emit(data, columns, fmt, f"{title}, closed periods frozen", note)
 
 
 @report.command("status")
