@@ -22,6 +22,7 @@ from conftest import BACKENDS, fresh_database
 from figures import record_figures
 
 from archiver.ingest import Summary, ingest, read_items
+from archiver.verify import verify
 
 T0 = datetime(2026, 10, 1, 10, 0, tzinfo=UTC)
 INGESTED_AT = datetime(2026, 10, 2, 8, 0, tzinfo=UTC)  # the clock of the ingest runs themselves
@@ -150,6 +151,9 @@ def archive_sequence(url: str, backend: str, steps: list[Step]) -> tuple[Dump, D
             )
             for field in ("new", "changed", "unchanged", "stale", "failed", "problems"):
                 setattr(total, field, getattr(total, field) + getattr(summary, field))
+        with archive.sessions() as session:  # hostile values read back hash as they were written
+            report = verify(session)
+        assert report.ok and report.jobs > 5, [b.line() for b in report.breaks[:5]]
         return dump(archive.engine), dump_views(archive.engine), total
 
 
