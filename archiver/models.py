@@ -365,10 +365,10 @@ class PeriodStatement(Base):
     """
 
     __tablename__ = "period_statements"
-    __table_args__ = (Index(None, "period"),)
+    __table_args__ = (Index(None, "period_month"),)
 
     id: Mapped[int] = _id()
-    period: Mapped[str] = mapped_column(String(7))
+    period_month: Mapped[str] = mapped_column(String(7))
     closed_at: Mapped[datetime]
     closed_by: Mapped[str] = mapped_column(String(255))
     jobs: Mapped[int]
@@ -396,10 +396,10 @@ class PeriodEvent(Base):
     """Append-only log of closing and reopening periods: who, when, why."""
 
     __tablename__ = "period_events"
-    __table_args__ = (Index(None, "period", "occurred_at"),)
+    __table_args__ = (Index(None, "period_month", "occurred_at"),)
 
     id: Mapped[int] = _id()
-    period: Mapped[str] = mapped_column(String(7))
+    period_month: Mapped[str] = mapped_column(String(7))
     action: Mapped[str] = mapped_column(String(16))
     occurred_at: Mapped[datetime]
     actor: Mapped[str] = mapped_column(String(255))

@@ -144,7 +144,7 @@ def _current(
 
 
 def statements(session: Session, *, in_force: bool = True) -> list[Statement]:
-    query = select(STATEMENTS).order_by(STATEMENTS.c.period, STATEMENTS.c.id)
+    query = select(STATEMENTS).order_by(STATEMENTS.c.period_month, STATEMENTS.c.id)
     if in_force:
         query = query.where(STATEMENTS.c.reopened_at.is_(None))
     heads = session.execute(query).mappings().all()
@@ -163,7 +163,7 @@ def statements(session: Session, *, in_force: bool = True) -> list[Statement]:
     return [
         Statement(
             h["id"],
-            h["period"],
+            h["period_month"],
             h["closed_at"],
             h["closed_by"],
             h["jobs"],
@@ -200,7 +200,7 @@ def close_period(
     digest = statement_hash(period, now, actor, total.jobs, total.cost, lines)
     inserted: Any = session.execute(
         insert(STATEMENTS).values(
-            period=period,
+            period_month=period,
             closed_at=now,
             closed_by=actor,
             jobs=total.jobs,
@@ -253,7 +253,7 @@ def _lock_period(session: Session, period: str) -> None:
     """Two closes of one month must not race: serialize on the month's statements."""
     if session.get_bind().dialect.name != "sqlite":
         session.execute(
-            select(STATEMENTS.c.id).where(STATEMENTS.c.period == period).with_for_update()
+            select(STATEMENTS.c.id).where(STATEMENTS.c.period_month == period).with_for_update()
         ).all()
 
 
@@ -269,7 +269,7 @@ def _log(
 ) -> None:
     session.execute(
         insert(PERIOD_EVENTS).values(
-            period=period,
+            period_month=period,
             action=action,
             occurred_at=when,
             actor=actor,

@@ -84,3 +84,23 @@ def test_check_schema_names_the_fix(empty_db_url: str) -> None:
             raise AssertionError("an empty database passed the schema check")
     finally:
         engine.dispose()
+
+
+def test_no_table_or_column_name_needs_quoting() -> None:
+    """BI users write plain SQL: no reserved word on any of the three databases."""
+    from sqlalchemy.dialects.mysql.reserved_words import RESERVED_WORDS_MARIADB
+    from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS as POSTGRES_RESERVED
+    from sqlalchemy.dialects.sqlite.base import SQLiteIdentifierPreparer
+
+    from archiver.models import Base
+
+    reserved = (
+        set(POSTGRES_RESERVED)
+        | set(RESERVED_WORDS_MARIADB)
+        | set(SQLiteIdentifierPreparer.reserved_words)
+    )
+    names = set(Base.metadata.tables)
+    for table in Base.metadata.tables.values():
+        names |= {c.name for c in table.columns}
+    # job_snapshots.body (revision 0001) is reserved only by MariaDB's Oracle mode (packages)
+    assert {n for n in names if n.lower() in reserved} == {"body"}

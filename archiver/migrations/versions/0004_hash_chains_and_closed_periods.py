@@ -86,7 +86,7 @@ def _create_period_tables() -> None:
     op.create_table(
         "period_statements",
         sa.Column("id", BigIntPK, autoincrement=True, nullable=False),
-        sa.Column("period", sa.String(length=7), nullable=False),
+        sa.Column("period_month", sa.String(length=7), nullable=False),
         sa.Column("closed_at", UTCDateTime(), nullable=False),
         sa.Column("closed_by", sa.String(length=255), nullable=False),
         sa.Column("jobs", sa.BigInteger(), nullable=False),
@@ -96,7 +96,9 @@ def _create_period_tables() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_period_statements")),
         **table_options(),
     )
-    op.create_index(op.f("ix_period_statements_period"), "period_statements", ["period"])
+    op.create_index(
+        op.f("ix_period_statements_period_month"), "period_statements", ["period_month"]
+    )
     op.create_table(
         "period_statement_lines",
         sa.Column("id", BigIntPK, autoincrement=True, nullable=False),
@@ -123,7 +125,7 @@ def _create_period_tables() -> None:
     op.create_table(
         "period_events",
         sa.Column("id", BigIntPK, autoincrement=True, nullable=False),
-        sa.Column("period", sa.String(length=7), nullable=False),
+        sa.Column("period_month", sa.String(length=7), nullable=False),
         sa.Column("action", sa.String(length=16), nullable=False),
         sa.Column("occurred_at", UTCDateTime(), nullable=False),
         sa.Column("actor", sa.String(length=255), nullable=False),
@@ -139,7 +141,9 @@ def _create_period_tables() -> None:
         **table_options(),
     )
     op.create_index(
-        op.f("ix_period_events_period_occurred_at"), "period_events", ["period", "occurred_at"]
+        op.f("ix_period_events_period_month_occurred_at"),
+        "period_events",
+        ["period_month", "occurred_at"],
     )
 
 
