@@ -122,7 +122,7 @@ def _seconds(value: Any) -> Decimal | None:
     return None if value is None else Decimal(value).quantize(Decimal("0.001"))
 
 
-def _created_between(
+def created_between(
     created_at: ColumnElement[Any], since: datetime | None, until: datetime | None
 ) -> list[ColumnElement[bool]]:
     """``since`` inclusive, ``until`` exclusive; a job without ``created_at`` matches neither."""
@@ -153,11 +153,43 @@ def cost_by(
     cost = JOB_COST.c.cost
     rows = session.execute(
         select(key, func.count(), func.count() - func.count(cost), *_exact_sum(session, cost))
-        .where(*_created_between(JOB_COST.c.created_at, since, until))
+        .where(*created_between(JOB_COST.c.created_at, since, until))
         .group_by(key)
     )
     result = [CostRow(g, _int(n), _int(missing), _sum_of(c)) for g, n, missing, *c in rows]
     return sorted(result, key=lambda r: _none_last(r.group))
+
+
+@dataclass(frozen=True)
+class DailyCostRow:
+    day: str  # UTC day of created_at, 'unknown' without one
+    workflow_id: str
+    jobs: int
+    jobs_without_cost: int
+    cost: int
+
+
+def daily_cost_by_workflow(
+    session: Session, since: datetime | None = None, until: datetime | None = None
+) -> list[DailyCostRow]:
+    """Cost of jobs by the UTC day they were created and workflow, as ``cost_by`` counts it."""
+    v = JOB_COST.c
+    rows = session.execute(
+        select(
+            v.created_day,
+            v.workflow_id,
+            func.count(),
+            func.count() - func.count(v.cost),
+            *_exact_sum(session, v.cost),
+        )
+        .where(*created_between(v.created_at, since, until))
+        .group_by(v.created_day, v.workflow_id)
+    )
+    result = [
+        DailyCostRow(day, wf, _int(n), _int(missing), _sum_of(c))
+        for day, wf, n, missing, *c in rows
+    ]
+    return sorted(result, key=lambda r: (r.day == "unknown", r.day, r.workflow_id))
 
 
 @dataclass(frozen=True)
@@ -187,7 +219,7 @@ def cost_by_block(
             func.count() - func.count(v.job_cost),
             *_exact_sum(session, v.job_cost),
         )
-        .where(*_created_between(v.created_at, since, until))
+        .where(*created_between(v.created_at, since, until))
         .group_by(v.block, v.block_name, v.block_version)
     )
     result = [
