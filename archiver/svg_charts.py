@@ -161,7 +161,7 @@ def horizontal_bars(
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
         y = 32 + i * row
         length = max((right - left) * value / top_value, 1.0)
-        shown = label if len(label) <= 36 else label[:35] + "…"
+        shown = label if len(label) <= 32 else label[:31] + "…"
         parts.append(
             f'<text x="{left - 8}" y="{y + 14}" font-size="12" text-anchor="end">{esc(shown)}'
             f"<title>{esc(label)}</title></text>"
