@@ -8,12 +8,13 @@ different collations and a report must read the same on every database.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Integer, Numeric, String, column, func, select, table
+from sqlalchemy import Integer, Numeric, String, column, func, literal, select, table
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -92,11 +93,36 @@ def _int(value: Any) -> int:
     return int(value or 0)
 
 
+# SUM of 64-bit costs can pass 2**63. PostgreSQL and MariaDB sum BIGINT as NUMERIC/DECIMAL,
+# exactly; SQLite's SUM raises 'integer overflow' (and total() is a float). On SQLite each cost is
+# summed as its high and low parts (cost / 2**32 truncated, and the remainder, which has the
+# cost's sign): both sums fit 64 bits for any realistic number of rows, and Python adds them back.
+_SPLIT = 2**32
+
+
+def _exact_sum(session: Session, value: ColumnElement[Any]) -> list[ColumnElement[Any]]:
+    """The aggregates whose values ``_sum_of`` turns into the exact sum of ``value``."""
+    if session.get_bind().dialect.name != "sqlite":
+        return [func.sum(value)]
+    split = literal(_SPLIT, Integer())
+    return [
+        func.sum(value.op("/", return_type=Integer())(split)),
+        func.sum(value.op("%", return_type=Integer())(split)),
+    ]
+
+
+def _sum_of(parts: Sequence[Any]) -> int:
+    if len(parts) == 1:
+        return _int(parts[0])
+    high, low = parts
+    return _int(high) * _SPLIT + _int(low)
+
+
 def _seconds(value: Any) -> Decimal | None:
     return None if value is None else Decimal(value).quantize(Decimal("0.001"))
 
 
-def _created_between(
+def created_between(
     created_at: ColumnElement[Any], since: datetime | None, until: datetime | None
 ) -> list[ColumnElement[bool]]:
     """``since`` inclusive, ``until`` exclusive; a job without ``created_at`` matches neither."""
@@ -126,12 +152,44 @@ def cost_by(
     key = JOB_COST.c[COST_GROUPS[by]]
     cost = JOB_COST.c.cost
     rows = session.execute(
-        select(key, func.count(), func.count() - func.count(cost), func.sum(cost))
-        .where(*_created_between(JOB_COST.c.created_at, since, until))
+        select(key, func.count(), func.count() - func.count(cost), *_exact_sum(session, cost))
+        .where(*created_between(JOB_COST.c.created_at, since, until))
         .group_by(key)
     )
-    result = [CostRow(g, _int(n), _int(missing), _int(c)) for g, n, missing, c in rows]
+    result = [CostRow(g, _int(n), _int(missing), _sum_of(c)) for g, n, missing, *c in rows]
     return sorted(result, key=lambda r: _none_last(r.group))
+
+
+@dataclass(frozen=True)
+class DailyCostRow:
+    day: str  # UTC day of created_at, 'unknown' without one
+    workflow_id: str
+    jobs: int
+    jobs_without_cost: int
+    cost: int
+
+
+def daily_cost_by_workflow(
+    session: Session, since: datetime | None = None, until: datetime | None = None
+) -> list[DailyCostRow]:
+    """Cost of jobs by the UTC day they were created and workflow, as ``cost_by`` counts it."""
+    v = JOB_COST.c
+    rows = session.execute(
+        select(
+            v.created_day,
+            v.workflow_id,
+            func.count(),
+            func.count() - func.count(v.cost),
+            *_exact_sum(session, v.cost),
+        )
+        .where(*created_between(v.created_at, since, until))
+        .group_by(v.created_day, v.workflow_id)
+    )
+    result = [
+        DailyCostRow(day, wf, _int(n), _int(missing), _sum_of(c))
+        for day, wf, n, missing, *c in rows
+    ]
+    return sorted(result, key=lambda r: (r.day == "unknown", r.day, r.workflow_id))
 
 
 @dataclass(frozen=True)
@@ -159,14 +217,14 @@ def cost_by_block(
             func.count(),
             func.sum(v.tasks),
             func.count() - func.count(v.job_cost),
-            func.sum(v.job_cost),
+            *_exact_sum(session, v.job_cost),
         )
-        .where(*_created_between(v.created_at, since, until))
+        .where(*created_between(v.created_at, since, until))
         .group_by(v.block, v.block_name, v.block_version)
     )
     result = [
-        BlockCostRow(b, name, version, _int(n), _int(t), _int(m), _int(c))
-        for b, name, version, n, t, m, c in rows
+        BlockCostRow(b, name, version, _int(n), _int(t), _int(m), _sum_of(c))
+        for b, name, version, n, t, m, *c in rows
     ]
     return sorted(result, key=lambda r: r.block)
 

@@ -1011,31 +1011,61 @@ _EXAMPLES = iter(range(10**9))
 # --- what the archive holds must stay reportable -----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: costs near the 64-bit limits, which the parser accepts, break the cost "
-    "reports for every job: reports.cost_by sums BIGINT (SQLite: 'integer overflow') and the "
-    "views v_cost_movements/v_cost_recorded_by_day subtract and sum BIGINT (PostgreSQL 'bigint "
-    "out of range', MariaDB error 1690, SQLite 'integer overflow'); "
-    "migrations/versions/0002_reporting_views.py, reports.py",
-)
 def test_cost_reports_survive_costs_at_the_64_bit_limits(archive: Archive) -> None:
-    wf = "wf-report-limits"
-    swing = factories.job("swing", wf, tasks=1, cost=2**63 - 1)
+    """Costs the parser accepts (any int64) sum and subtract exactly past 2**63 everywhere.
+
+    On SQLite a view value beyond 64 bits is exact decimal text (0003's docstring), which SQL
+    orders after every number: the deltas are ordered here, in Python.
+    """
+    wf, big = "wf-report-limits", "wf-report-limits-big"
+    top, bottom = 2**63 - 1, -(2**63)
+    swing = factories.job("swing", wf, tasks=1, cost=top)
     archive_one(archive.sessions, factories.job("one", wf, tasks=1, cost=1), T0)
     archive_one(archive.sessions, swing, T0)
-    later = factories.evolve(swing, cost=-(2**63), updated_at="2026-10-01T11:00:00Z")
+    later = factories.evolve(swing, cost=bottom, updated_at="2026-10-01T11:00:00Z")
     archive_one(archive.sessions, later, T1)
-    archive_one(archive.sessions, factories.job("max", wf, tasks=1, cost=2**63 - 1), T1)
+    archive_one(archive.sessions, factories.job("max", wf, tasks=1, cost=top), T1)
+    for i in range(3):  # the same day, workflow and user: sums past 2**63, up and down
+        for name, wf_, cost, day in (
+            ("top", big, top, "05"),
+            ("bottom", f"{big}-neg", bottom, "06"),
+        ):
+            body = factories.job(f"{name}-{i}", wf_, tasks=1, cost=cost)
+            body.update(created_at=f"2031-05-{day}T12:00:00Z")
+            body["tasks"][0]["block_info"] = {"id": "b", "name": f"limit-{name}", "version": "1"}
+            archive_one(archive.sessions, body, T0)
+    since, until = datetime(2031, 5, 5, tzinfo=UTC), datetime(2031, 5, 7, tzinfo=UTC)
+
+    def scalars(sql: str, **params: Any) -> list[int]:
+        return [int(v) for v in session.execute(text(sql), params).scalars()]
+
     with archive.sessions() as session:
         costs = {row.group: row.cost for row in reports.cost_by(session, "workflow")}
-        movements = session.execute(
-            text("SELECT delta FROM v_cost_movements WHERE workflow_id = :wf ORDER BY delta"),
+        by_day = {row.group: row.cost for row in reports.cost_by(session, "day", since, until)}
+        blocks = {row.block: row.jobs_cost for row in reports.cost_by_block(session, since, until)}
+        movements = scalars("SELECT delta FROM v_cost_movements WHERE workflow_id = :wf", wf=wf)
+        recorded = session.execute(
+            text(
+                "SELECT increases, decreases, net, after_terminal_net FROM v_cost_recorded_by_day"
+                " WHERE workflow_id = :wf"
+            ),
             {"wf": wf},
-        ).scalars()
-        net = session.execute(
-            text("SELECT net FROM v_cost_recorded_by_day WHERE workflow_id = :wf"), {"wf": wf}
-        ).scalars()
-        assert costs[wf] == 1 - 2**63 + 2**63 - 1
-        assert [int(d) for d in movements] == [-(2**64) + 1, 1, 2**63 - 1, 2**63 - 1]
-        assert sum(int(n) for n in net) == 0
+        ).one()
+        big_movements = scalars(
+            "SELECT increases FROM v_cost_recorded_by_day WHERE workflow_id = :wf", wf=big
+        )
+        view_costs = {
+            w: scalars("SELECT cost FROM v_cost_by_day WHERE workflow_id = :wf", wf=w)
+            for w in (wf, big, f"{big}-neg")
+        }
+        month = scalars("SELECT cost FROM v_cost_by_month WHERE workflow_id = :wf", wf=f"{big}-neg")
+    assert costs[wf] == 1 + bottom + top == 0
+    assert costs[big] == 3 * top
+    assert costs[f"{big}-neg"] == 3 * bottom
+    assert by_day == {"2031-05-05": 3 * top, "2031-05-06": 3 * bottom}
+    assert blocks == {"limit-top@1": 3 * top, "limit-bottom@1": 3 * bottom}
+    assert sorted(movements) == [-(2**64) + 1, 1, top, top]
+    assert [int(v) for v in recorded] == [2**64 - 1, -(2**64) + 1, 0, 0]
+    assert big_movements == [3 * top]
+    assert view_costs == {wf: [0], big: [3 * top], f"{big}-neg": [3 * bottom]}
+    assert month == [3 * bottom]

@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from archiver import periods, reports
+from archiver import html_report, periods, reports
 from archiver.cli.common import (
     Abort,
     F,
@@ -53,6 +53,11 @@ def _period_options(func: F) -> F:
         callback=_timestamp,
         help="Only jobs created at or after this UTC date or time, e.g. 2026-10-01.",
     )(func)
+
+
+def _check_period(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise click.BadParameter("must be before --until", param_hint="--since")
 
 
 def _columns(row_type: type) -> list[str]:
@@ -109,8 +114,7 @@ def report_cost(
     by: str, since: datetime | None, until: datetime | None, fmt: str, database_url: str | None
 ) -> None:
     """Cost of the archived jobs by workflow, user, block, or the day or month they were created."""
-    if since is not None and until is not None and since >= until:
-        raise click.BadParameter("must be before --until", param_hint="--since")
+    _check_period(since, until)
     ranged = since is not None or until is not None
     title = f"cost by {by}" + (" (jobs created in range)" if ranged else "")
     if by != "day" and _read(database_url, periods.statements):
@@ -222,3 +226,25 @@ def report_as_of(timestamp: datetime, fmt: str, database_url: str | None) -> Non
     title = f"jobs as of {timestamp.strftime('%Y-%m-%d %H:%M:%S.%f')} UTC"
     columns = _columns(reports.AsOfRow)
     _emit(records(rows), columns, fmt, title, shown=columns[:-1])
+
+
+@report.command("html")
+@click.option(
+    "-o",
+    "--output",
+    type=click.File("w", encoding="utf-8", atomic=True),
+    required=True,
+    help="Write the page to this file ('-': standard output).",
+)
+@_period_options
+@database_option
+def report_html(
+    output: Any, since: datetime | None, until: datetime | None, database_url: str | None
+) -> None:
+    """One self-contained HTML page: cost per day by workflow, jobs by status over time, and the
+    top failing blocks. It opens offline: inline SVG and style, nothing fetched."""
+    _check_period(since, until)
+    page = _read(database_url, html_report.build_page, since, until)
+    output.write(page)
+    if output.name != "<stdout>":
+        click.echo(f"report written to {output.name}", err=True)

@@ -1,7 +1,7 @@
 """Hash chains on the history, cost ledger view, closed periods
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-29 15:30:00.000000
 
 Adds the chain columns (``archiver.chain``) to the four history tables and the head to ``jobs``,
@@ -27,7 +27,7 @@ from alembic import op
 from archiver.sqltypes import BigIntPK, LongText, UTCDateTime
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
