@@ -16,7 +16,7 @@ import factories
 import pytest
 from click.testing import CliRunner
 from conftest import backend_of, fresh_database
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import db, periods
@@ -456,6 +456,19 @@ def test_a_closed_period_keeps_its_figures_and_books_later_movements_as_adjustme
     assert sum(r.total for r in by_month.values()) == 130 + 55 + 7  # the books add up
     assert (by_workflow["wf-1"].cost, by_workflow["wf-1"].adjustments) == (242, -50)
     assert (count, breaks) == (1, [])
+    with sessions() as session:
+        ledger = session.execute(
+            text(
+                "SELECT delta, status_before, status_after, after_terminal, after_close, "
+                "closed_month FROM v_cost_ledger WHERE job_id = 'job-a' ORDER BY observed_at"
+            )
+        ).all()
+    assert [tuple(r) for r in ledger] == [
+        (100, None, "running", 0, 0, None),  # first sight: the whole cost is one movement
+        (50, "running", "running", 0, 0, None),
+        (30, "running", "completed", 0, 0, None),
+        (-50, "completed", "completed", 1, 1, "2026-10"),  # re-priced after the end and close
+    ]
 
     with sessions() as session, pytest.raises(ArchiverError, match="already closed"):
         periods.close_period(session, "2026-10", "auditor", now=NOW)

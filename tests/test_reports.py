@@ -47,6 +47,7 @@ VIEWS = {
     "v_open_val_errors",
     "v_job_poll_events",
     "v_job_poll_daily",
+    "v_cost_ledger",
 }
 _SQLITE_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$")
 D = Decimal

@@ -41,6 +41,26 @@ WRITTEN_AT = {
 }
 
 
+# Every cost movement as a signed delta (from 0003's exact v_cost_movements), with the job's
+# status before and after it, whether it re-priced a job that had ended, and whether it came
+# after the job's creation month was closed (an adjustment). Same SQL on every database.
+V_COST_LEDGER = """
+SELECT m.workflow_id, m.job_id, jc.created_by, jc.created_month,
+    m.observed_at, m.observed_day, m.observed_month,
+    m.old_cost, m.new_cost, m.delta,
+    m.status_before, v.status AS status_after, m.after_terminal,
+    CASE WHEN ps.id IS NULL THEN 0 ELSE 1 END AS after_close,
+    ps.period_month AS closed_month
+FROM v_cost_movements m
+JOIN v_job_cost jc ON jc.workflow_id = m.workflow_id AND jc.job_id = m.job_id
+LEFT JOIN job_versions v
+    ON v.workflow_id = m.workflow_id AND v.job_id = m.job_id
+    AND v.valid_from = m.observed_at AND (v.valid_to IS NULL OR v.valid_to > m.observed_at)
+LEFT JOIN period_statements ps
+    ON ps.period_month = jc.created_month AND ps.reopened_at IS NULL
+    AND ps.closed_at < m.observed_at"""
+
+
 def table_options() -> dict[str, Any]:
     bind = op.get_bind()
     if bind.dialect.name not in ("mysql", "mariadb"):
@@ -67,9 +87,11 @@ def upgrade() -> None:
         )
     _create_period_tables()
     _create_anchor_table()
+    op.execute(f"CREATE VIEW v_cost_ledger AS {V_COST_LEDGER}")
 
 
 def downgrade() -> None:
+    op.execute("DROP VIEW v_cost_ledger")
     op.drop_table("chain_anchors")
     op.drop_table("period_events")
     op.drop_table("period_statement_lines")
