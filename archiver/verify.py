@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from archiver.chain import COVERED, GENESIS, row_hash
 from archiver.errors import ArchiverError, PayloadError
-from archiver.history import as_text
+from archiver.history import as_text, same
 from archiver.models import (
     ANCHORS,
     CHANGES,
@@ -379,7 +379,7 @@ def _check_current(
     wf: str,
     jid: str,
 ) -> None:
-    differ = [f for f in fields if as_text(current[f]) != as_text(last[f])]
+    differ = [f for f in fields if not same(current[f], last[f])]
     if differ:
         flag(
             table,

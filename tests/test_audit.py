@@ -564,3 +564,17 @@ def test_upgrading_an_archive_made_before_the_chains_chains_it(db_url: str) -> N
         assert run_verify(sessions).ok  # and the archiver carries on from the backfilled head
     finally:
         engine.dispose()
+
+
+def test_the_sql_in_docs_audit_runs(sessions: sessionmaker[Session]) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "audit.md").read_text()
+    queries = [q for q in doc.split("```sql\n")[1:]]
+    assert queries, "docs/audit.md has SQL examples"
+    build_small(sessions)
+    a = factories.job("job-a", tasks=2, val_errors=0, cost=130, status="completed")
+    a["updated_at"] = "2026-11-25T00:00:00Z"
+    archive_one(sessions, a, NOW)
+    with sessions() as session:
+        for query in queries:
+            rows = session.execute(text(query.split("```", 1)[0])).all()
+            assert rows, query
