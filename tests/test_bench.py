@@ -68,3 +68,21 @@ def test_tiny_run_prints_every_row_with_positive_figures(tmp_path: Path) -> None
     assert all(r["vs_floor"] > 0 for r in archived)
     assert result["machine"]["cores"]
     assert "targets met:" in done.stdout
+
+
+def test_audit_bench_verifies_and_rebuilds_a_small_archive() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.audit", "--jobs", "15", "--runs", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| archiver ")]
+    assert [r.split("|")[1].strip() for r in rows] == [
+        "archiver verify",
+        "archiver rebuild (replay + compare)",
+    ]
+    assert all(float(r.split("|")[2]) > 0 for r in rows)
