@@ -26,6 +26,7 @@ from archiver.render import history_table, print_table
 from archiver.simulator import Simulator
 from archiver.statuses import CLASSES, DEFAULT_CLASSIFIER
 from archiver.sync import SyncPass, SyncSummary
+from archiver.verify import verify
 
 PASS_INTERVAL = 2.0
 SHOWN_FIELDS = ("status", "progress", "cost", "finished_at")
@@ -136,5 +137,7 @@ def _report(
             ]
             console.print(history_table(rows, f"history of {wf}/{job_id} (job level)"))
             console.print(f"All of it, tasks included: archiver history {wf} {job_id}")
+        integrity = verify(session)
+        console.print(f"Tamper evidence: {integrity.line()} (archiver verify; see docs/audit.md)")
     path = database_url.removeprefix("sqlite:///")
     console.print(f'Explore with SQL: sqlite3 {path} "{EXPLORE_SQL}"')
