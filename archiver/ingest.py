@@ -27,7 +27,7 @@ from archiver.errors import ArchiverError, PayloadError
 from archiver.jsonload import JsonError, array_elements, loads, member_text
 from archiver.payload import identify
 from archiver.statuses import DEFAULT_CLASSIFIER, StatusClassifier
-from archiver.store import ArchiveResult, archive
+from archiver.store import ArchiveResult, archive, body_digest, touch_if_same_body
 from archiver.values import parse_timestamp
 
 log = logging.getLogger("archiver.ingest")
@@ -166,24 +166,48 @@ def archive_one(
     deadlock, a lock timeout) rolls the whole job back; it is then run again from the start,
     a few times, and sees the other writer's state.
     """
+    if workflow_id is not None and job_id is not None and isinstance(raw, str | bytes):
+        digest = body_digest(raw)
+
+        def same_body(session: Session) -> ArchiveResult | None:
+            return touch_if_same_body(session, workflow_id, job_id, digest, fetched_at)
+
+        result = _in_transaction(sessions, same_body, on_begin, before_commit, job_id)
+        if result is not None:
+            return result
     parsed = identify(raw, workflow_id=workflow_id, job_id=job_id, classifier=classifier)
+    result = _in_transaction(
+        sessions,
+        lambda session: archive(session, parsed, fetched_at),
+        on_begin,
+        before_commit,
+        parsed.job_id,
+    )
+    assert result is not None
+    return result
+
+
+def _in_transaction(
+    sessions: sessionmaker[Session],
+    work: Callable[[Session], ArchiveResult | None],
+    on_begin: Callable[[Session], None] | None,
+    before_commit: Callable[[Session, ArchiveResult], None] | None,
+    job_id: str,
+) -> ArchiveResult | None:
+    """Run ``work`` in one transaction, again from the start after a conflict; None: no-op."""
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
             with sessions.begin() as session:
                 if on_begin is not None:
                     on_begin(session)
-                result = archive(session, parsed, fetched_at)
-                if before_commit is not None:
+                result = work(session)
+                if result is not None and before_commit is not None:
                     before_commit(session, result)
                 return result
         except DBAPIError as exc:
             if attempt == CONFLICT_ATTEMPTS or not is_retryable(exc):
                 raise
-            log.info(
-                "retrying %s/%s after a conflict with a concurrent writer",
-                parsed.workflow_id,
-                parsed.job_id,
-            )
+            log.info("retrying job %s after a conflict with a concurrent writer", job_id)
             time.sleep(0.01 * attempt)
     raise AssertionError("unreachable")
 

@@ -167,6 +167,9 @@ class Job(JobState, Base):
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     last_changed_at: Mapped[datetime]
+    # SHA-256 of the latest body as received, byte for byte: a poll returning the same bytes is
+    # recognized without decoding them (payload_sha256 is of the decoded, canonical JSON)
+    body_sha256: Mapped[str | None] = mapped_column(SHA)
     # head of the job's hash chain: its last history row's chain_seq and row_sha256
     chain_seq: Mapped[int | None]
     chain_sha256: Mapped[str | None] = mapped_column(SHA)

@@ -386,3 +386,59 @@ def test_five_megabyte_payload(sessions: sessionmaker) -> None:
         assert len(session.scalar(select(JobSnapshot.body))) > 2_000_000
         logs = session.scalar(select(Task.info_logs).where(Task.task_id == "t49"))
         assert logs[-1] == 9_999
+
+
+def test_a_poll_with_the_same_bytes_is_not_decoded(
+    sessions: sessionmaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's common case: identical bytes are recognized by their digest alone; the same
+    data spelled differently goes the full way once, and its spelling is remembered."""
+    import json
+
+    import archiver.ingest
+
+    payload = factories.job(tasks=3)
+    body = json.dumps(payload)
+    archive_one(sessions, body, T0, workflow_id="wf-1", job_id="job-1")
+    decoded: list[int] = []
+    real_identify = archiver.ingest.identify
+
+    def counting_identify(*args: Any, **kwargs: Any) -> Any:
+        decoded.append(1)
+        return real_identify(*args, **kwargs)
+
+    monkeypatch.setattr(archiver.ingest, "identify", counting_identify)
+    later = T0 + timedelta(minutes=5)
+    result = archive_one(sessions, body.encode(), later, workflow_id="wf-1", job_id="job-1")
+    assert (result.outcome, result.version, result.status, decoded) == (
+        "unchanged",
+        1,
+        "running",
+        [],
+    )
+    with sessions() as session:
+        seen = session.execute(
+            select(Job.last_seen_at, Task.last_seen_at).join(
+                Task, (Task.workflow_id == Job.workflow_id) & (Task.job_id == Job.job_id)
+            )
+        ).all()
+    assert {tuple(r) for r in seen} == {(later, later)}
+
+    reordered = json.dumps(payload, sort_keys=True)  # the same data, other bytes
+    result = archive_one(
+        sessions, reordered, later + timedelta(minutes=5), workflow_id="wf-1", job_id="job-1"
+    )
+    assert (result.outcome, len(decoded)) == ("unchanged", 1)
+    archive_one(
+        sessions, reordered, later + timedelta(minutes=9), workflow_id="wf-1", job_id="job-1"
+    )
+    assert len(decoded) == 1  # remembered: not decoded again
+    # without the ids (a file ingest) nothing is known before decoding: the full way, same answer
+    assert archive_one(sessions, reordered, later + timedelta(minutes=10)).outcome == "unchanged"
+    assert len(decoded) == 2
+    with sessions() as session:
+        counts = [
+            session.scalar(select(func.count()).select_from(m))
+            for m in (JobSnapshot, JobVersion, JobChange)
+        ]
+    assert counts[:2] == [1, 1]  # no history from any of the repeats

@@ -1,4 +1,4 @@
-"""Hash chains on the history, cost ledger view, closed periods
+"""Hash chains on the history, cost ledger view, closed periods, body digests
 
 Revision ID: 0004
 Revises: 0003
@@ -77,6 +77,8 @@ def upgrade() -> None:
         op.add_column(name, sa.Column("row_sha256", sa.String(length=64), nullable=True))
     op.add_column("jobs", sa.Column("chain_seq", sa.BigInteger(), nullable=True))
     op.add_column("jobs", sa.Column("chain_sha256", sa.String(length=64), nullable=True))
+    # the digest of the latest body as received (a poll's fast path); NULL until the next one
+    op.add_column("jobs", sa.Column("body_sha256", sa.String(length=64), nullable=True))
     _chain_existing_rows()
     for name in HISTORY:
         op.create_index(
@@ -100,6 +102,7 @@ def downgrade() -> None:
         op.drop_index(op.f(f"ix_{name}_workflow_id_job_id_chain_seq"), table_name=name)
         for column in ("row_sha256", "prev_sha256", "chain_seq"):
             op.drop_column(name, column)
+    op.drop_column("jobs", "body_sha256")
     op.drop_column("jobs", "chain_sha256")
     op.drop_column("jobs", "chain_seq")
 
