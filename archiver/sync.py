@@ -9,6 +9,7 @@ by batch (several processes on one database, see ``archiver.leases``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -131,14 +132,16 @@ class SyncPass:
         started = time.monotonic()
         summary = SyncSummary()
         self._auth_error = None
-        listed: list[Claim] | None = None
+        listed: int | None = None
         with self.sessions.begin() as session:
             summary.run_id = runs.start_run(session, "sync", self.now())
             if claims is None:
-                due = tracking.due_jobs(session, self.now(), everything=everything)
-                claims = listed = [Claim(w, j) for w, j in due]
+                now = self.now()
+                listed = tracking.count_due(session, now, everything=everything)
+                due = tracking.due_pages(self.sessions, now, everything=everything)
+                claims = (Claim(w, j) for w, j in itertools.islice(due, listed))
                 if on_start:
-                    on_start(len(listed))
+                    on_start(listed)
         run_id = summary.run_id
         try:
             for outcome in self._outcomes(iter(claims), run_id, window or self.concurrency * 4):
@@ -152,9 +155,9 @@ class SyncPass:
                     )
                 if on_job:
                     on_job(outcome)
-            if listed is not None and summary.due < len(listed):  # stopped early
-                summary.counts["skipped"] += len(listed) - summary.due
-                summary.due = len(listed)
+            if listed is not None and summary.due < listed:  # stopped early
+                summary.counts["skipped"] += listed - summary.due
+                summary.due = listed
         finally:
             summary.auth_error = self._auth_error
             summary.seconds = time.monotonic() - started

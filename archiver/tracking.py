@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, select, tuple_, update
-from sqlalchemy.orm import Session
+from sqlalchemy import CursorResult, and_, func, or_, select, tuple_, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.config import Settings
 from archiver.db import upsert
@@ -133,16 +133,60 @@ def untrack(session: Session, workflow_id: str, job_id: str) -> bool:
     return bool(result.rowcount)
 
 
+def _due_where(now: datetime, everything: bool) -> list[Any]:
+    if everything:
+        return [TRACKED.c.state != "untracked"]
+    return [TRACKED.c.state.in_(POLLED_STATES), TRACKED.c.next_poll_at <= now]
+
+
 def due_jobs(session: Session, now: datetime, *, everything: bool = False) -> list[tuple[str, str]]:
     """Jobs to fetch in this pass, most overdue first; ``everything``: all but untracked ones."""
-    query = select(TRACKED.c.workflow_id, TRACKED.c.job_id)
+    query = select(TRACKED.c.workflow_id, TRACKED.c.job_id).where(*_due_where(now, everything))
     if everything:
-        query = query.where(TRACKED.c.state != "untracked").order_by(TRACKED.c.id)
+        query = query.order_by(TRACKED.c.id)
     else:
-        query = query.where(
-            TRACKED.c.state.in_(POLLED_STATES), TRACKED.c.next_poll_at <= now
-        ).order_by(TRACKED.c.next_poll_at, TRACKED.c.id)
+        query = query.order_by(TRACKED.c.next_poll_at, TRACKED.c.id)
     return [(r.workflow_id, r.job_id) for r in session.execute(query)]
+
+
+def count_due(session: Session, now: datetime, *, everything: bool = False) -> int:
+    query = select(func.count()).select_from(TRACKED).where(*_due_where(now, everything))
+    return int(session.execute(query).scalar_one())
+
+
+def due_pages(
+    sessions: sessionmaker[Session], now: datetime, *, everything: bool = False, page: int = 1000
+) -> Iterator[tuple[str, str]]:
+    """``due_jobs`` a page at a time, so a pass over 100,000 jobs holds 1,000 ids, not all.
+
+    Keyset order (next_poll_at, id), or id for ``everything``: a job the pass has archived gets
+    a later next_poll_at and is not seen again; one that falls due meanwhile may join the pass.
+    """
+    last: tuple[Any, ...] | None = None
+    while True:
+        query = select(
+            TRACKED.c.id, TRACKED.c.next_poll_at, TRACKED.c.workflow_id, TRACKED.c.job_id
+        ).where(*_due_where(now, everything))
+        if everything:
+            order = [TRACKED.c.id]
+            if last is not None:
+                query = query.where(TRACKED.c.id > last[0])
+        else:
+            order = [TRACKED.c.next_poll_at, TRACKED.c.id]
+            if last is not None:
+                query = query.where(
+                    or_(
+                        TRACKED.c.next_poll_at > last[1],
+                        and_(TRACKED.c.next_poll_at == last[1], TRACKED.c.id > last[0]),
+                    )
+                )
+        with sessions() as session:
+            rows = session.execute(query.order_by(*order).limit(page)).all()
+        if not rows:
+            return
+        for row in rows:
+            yield row.workflow_id, row.job_id
+        last = (rows[-1].id, rows[-1].next_poll_at)
 
 
 def list_tracked(session: Session, state: str | None = None) -> list[Any]:

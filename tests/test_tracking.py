@@ -132,3 +132,28 @@ def test_jitter_stays_within_its_fraction(jitter: float) -> None:
     for _ in range(200):
         delay = (p.after_success({}, NOW, "running", False)["next_poll_at"] - NOW).total_seconds()
         assert 60 * (1 - jitter) <= delay <= 60 * (1 + jitter)
+
+
+@pytest.mark.parametrize("everything", [False, True])
+def test_due_pages_visit_each_due_job_once_while_the_pass_reschedules_them(
+    sessions: sessionmaker[Session], everything: bool
+) -> None:
+    """A pass pages through the due jobs (flat memory) while it moves each one into the future."""
+    jobs = [("w", f"j{i}") for i in range(7)]
+    with sessions.begin() as session:
+        tracking.track(session, jobs, NOW)
+        for i, (wf, jid) in enumerate(jobs):  # j6 most overdue ... j0 least; j3 not due at all
+            due_at = NOW + timedelta(hours=1) if jid == "j3" else NOW - timedelta(minutes=i)
+            tracking.apply(session, wf, jid, {"next_poll_at": due_at})
+    with sessions() as session:
+        expected = tracking.due_jobs(session, NOW, everything=everything)
+        assert tracking.count_due(session, NOW, everything=everything) == len(expected)
+    seen = []
+    for wf, jid in tracking.due_pages(sessions, NOW, everything=everything, page=2):
+        seen.append((wf, jid))
+        with sessions.begin() as session:  # archived: next poll in an hour
+            tracking.apply(session, wf, jid, {"next_poll_at": NOW + timedelta(hours=1)})
+    assert seen == expected
+    assert len(seen) == (7 if everything else 6)
+    if not everything:
+        assert seen[0] == ("w", "j6") and ("w", "j3") not in seen
