@@ -17,12 +17,12 @@ from __future__ import annotations
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, text
+from sqlalchemy import Table, func, insert, select, text, tuple_
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,6 +52,7 @@ from archiver.statuses import DEFAULT_CLASSIFIER, StatusClassifier
 from archiver.store import archive
 
 BATCH = 200
+CHUNK = 300  # jobs compared at a time
 # derived from the snapshots: compared after a rebuild
 DERIVED: tuple[Table, ...] = (
     JOBS,
@@ -211,24 +212,40 @@ def _copy_bookkeeping(
         dst.commit()
 
 
-def _fingerprints(session: Session, table: Table) -> Counter[tuple[Any, ...]]:
+def _job_keys(session: Session) -> set[tuple[str, str]]:
+    keys: set[tuple[str, str]] = set()
+    for table in (JOBS, SNAPSHOTS):
+        query = select(table.c.workflow_id, table.c.job_id).distinct()
+        keys.update((wf, jid) for wf, jid in session.execute(query))
+    return keys
+
+
+def _fingerprints(
+    session: Session, table: Table, keys: Sequence[tuple[str, str]]
+) -> Counter[tuple[Any, ...]]:
     columns = [c for c in table.c if c.name not in NOT_COMPARED]
-    counts: Counter[tuple[Any, ...]] = Counter()
-    for row in session.execute(select(*columns)).yield_per(2000):
-        counts[tuple(as_text(v) for v in row)] += 1
-    return counts
+    query = select(*columns).where(tuple_(table.c.workflow_id, table.c.job_id).in_(keys))
+    return Counter(tuple(as_text(v) for v in row) for row in session.execute(query))
 
 
 def compare(before: sessionmaker[Session], after: sessionmaker[Session]) -> list[TableDiff]:
-    """Rows (ids and ``last_seen_at`` aside) present on one side only, per derived table."""
-    diffs = []
+    """Rows (ids and ``last_seen_at`` aside) present on one side only, per derived table.
+
+    Compared a few hundred jobs at a time, so memory does not grow with the archive.
+    """
+    diffs = {t.name: TableDiff(t.name, 0, 0) for t in DERIVED}
     with before() as a, after() as b:
-        for table in DERIVED:
-            old, new = _fingerprints(a, table), _fingerprints(b, table)
-            gone, added = old - new, new - old
-            if gone or added:
-                names = [c.name for c in table.c if c.name not in NOT_COMPARED]
-                wf, jid = names.index("workflow_id"), names.index("job_id")
-                jobs = {(r[wf], r[jid]) for r in (*gone, *added)}
-                diffs.append(TableDiff(table.name, sum(gone.values()), sum(added.values()), jobs))
-    return diffs
+        keys = sorted(_job_keys(a) | _job_keys(b))
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            for table in DERIVED:
+                old, new = _fingerprints(a, table, chunk), _fingerprints(b, table, chunk)
+                gone, added = old - new, new - old
+                if gone or added:
+                    names = [c.name for c in table.c if c.name not in NOT_COMPARED]
+                    wf, jid = names.index("workflow_id"), names.index("job_id")
+                    diff = diffs[table.name]
+                    diff.only_before += sum(gone.values())
+                    diff.only_after += sum(added.values())
+                    diff.jobs.update((r[wf], r[jid]) for r in (*gone, *added))
+    return [d for d in diffs.values() if d.only_before or d.only_after]
