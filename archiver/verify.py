@@ -379,7 +379,8 @@ def _check_current(
     wf: str,
     jid: str,
 ) -> None:
-    differ = [f for f in fields if not same(current[f], last[f])]
+    # plain equality settles nearly every field; ``same`` (canonical JSON) only the rest
+    differ = [f for f in fields if current[f] != last[f] and not same(current[f], last[f])]
     if differ:
         flag(
             table,
