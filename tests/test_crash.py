@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from figures import record_figures
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine, make_url
 
@@ -148,3 +149,4 @@ def test_kill_9_mid_sync_then_resync_equals_a_clean_run(empty_db_url: str, tmp_p
             assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
     clean.dispose()
     crashed.dispose()
+    record_figures("crash", backend=backend, runs=1, jobs=JOBS_N, faults=kills, rows_lost=0)

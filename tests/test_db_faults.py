@@ -114,6 +114,7 @@ class Setup:
 @pytest.fixture
 def setup(empty_db_url: str, tmp_path: Path) -> Iterator[Setup]:
     backend = make_url(empty_db_url).get_backend_name()
+    backend = "mariadb" if backend == "mysql" else backend
     if backend == "sqlite":
         pytest.skip("SQLite is embedded: no server to lose (the crash suite covers its faults)")
     # a frozen clock: every pass sees the same payloads, so the archive must equal one clean pass
