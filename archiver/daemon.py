@@ -39,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from archiver import db, leases, runs
 from archiver.client import ApiClient
 from archiver.config import Settings, mask_url
+from archiver.dbwatch import StallWatchdog
 from archiver.errors import ArchiverError, ConfigError, DatabaseError
 from archiver.metrics import Health, Metrics, MonitoringServer
 from archiver.models import TrackedJob
@@ -96,6 +97,7 @@ class Daemon:
         self.db_check_cache_seconds = DB_CHECK_CACHE_SECONDS
         self.scheduler: BlockingScheduler | None = None
         self._outage: _Outage | None = None
+        self._watchdog: StallWatchdog | None = None
 
     # --- one pass --------------------------------------------------------------------------
 
@@ -306,6 +308,9 @@ class Daemon:
         """Block until SIGINT/SIGTERM; returns the exit status."""
         self.lock_sqlite()
         db.check_schema(self.engine)
+        # a statement still running when its job's lease is over waits on a database that
+        # stopped answering: cut it, so the pass fails and the next one starts afresh
+        self._watchdog = StallWatchdog(self.engine, self.settings.lease_duration()).start()
         monitor = None
         if metrics_port is not None:
             monitor = MonitoringServer(
@@ -365,6 +370,8 @@ class Daemon:
                 log.info("released %d leases", released)
         if monitor is not None:
             monitor.stop()
+        if self._watchdog is not None:
+            self._watchdog.stop()
         if not finished:
             # the jobs still in flight are abandoned; their transactions die with the process
             log.warning("in-flight jobs did not finish within %.0fs: abandoning them", grace)

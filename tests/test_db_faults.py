@@ -267,3 +267,47 @@ def test_sessions_killed_mid_pass_leave_no_partial_job(setup: Setup, tmp_path: P
         recovery_s=round(recovery, 2),
         rows_lost=0,
     )
+
+
+def test_a_database_that_stops_answering_is_cut_loose(setup: Setup, tmp_path: Path) -> None:
+    """The path goes silent without closing anything (a frozen server or proxy, a partition):
+    the statements in flight would wait for ever. Past its lease the daemon cuts them, the pass
+    fails, and once a path works again full passes resume; the old connections stay silent."""
+    tag = f"archiver-{uuid.uuid4().hex[:8]}"
+    lease = 4.0
+    url = make_url(setup.url)
+    with TcpProxy(url.host or "127.0.0.1", url.port or 0) as proxy:
+        via = proxied(setup.url, proxy.port, tag)
+        extra = ("--lease-seconds", str(lease))
+        with RunningDaemon(
+            via, setup.api_url, setup.sim.api_key, interval=INTERVAL, extra=extra
+        ) as daemon:
+            daemon.wait_for(lambda: setup.requests() >= JOBS_N // 3, 30, "a third of a pass")
+            proxy.freeze()
+            frozen_at = time.monotonic()
+            # the stalled pass fails on its own, while the old connections are still silent
+            failed = daemon.wait_for(
+                lambda: daemon.failures(frozen_at), lease + 15, "the stalled pass to fail"
+            )
+            failed_after = failed[0].at - frozen_at
+            cut = [e for e in daemon.snapshot() if e.doc.get("event") == "db_stalled"]
+            proxy.restore()  # a new path; the frozen connections stay frozen
+            restored_at = time.monotonic()
+            back = daemon.full_pass(JOBS_N, restored_at, timeout=4 * INTERVAL + 20)
+            recovery = back.at - back.doc["seconds"] - restored_at
+            assert daemon.stop() == 0, daemon.tail()
+    assert cut, daemon.tail()  # the watchdog did it, and said so
+    assert "stopped answering" in cut[0].doc["msg"]
+    assert failed_after <= lease + 1 + 10 + 2  # lease, check period, connect timeout, slack
+    assert recovery <= 2 * INTERVAL, recovery
+    check_archive(setup, tmp_path)
+    record_figures(
+        "db_faults",
+        backend=setup.backend,
+        runs=1,
+        faults=1,
+        stalled_connections_cut=len(cut),
+        stalled_pass_failed_after_s=round(failed_after, 2),
+        recovery_s=round(recovery, 2),
+        rows_lost=0,
+    )
