@@ -80,24 +80,26 @@ class StallWatchdog:
             stalled = [(k, c) for k, (since, c) in self._out.items() if now - since > self.limit]
             for key, _ in stalled:
                 self._out.pop(key, None)
+        cut = 0
         for _, connection in stalled:
             sock = _socket_of(connection)
             if sock is None:
-                continue
+                continue  # SQLite: no socket, and nothing to wait on but its own lock
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             if sock is not getattr(connection, "_sock", None):
                 sock.close()  # our duplicate only
-        if stalled:
-            self.cut += len(stalled)
+            cut += 1
+        if cut:
+            self.cut += cut
             log.error(
                 "cut %d database connection(s) stalled for more than %.0fs: the database or "
                 "the path to it stopped answering",
-                len(stalled),
+                cut,
                 self.limit,
                 extra={"event": "db_stalled"},
             )
-        return len(stalled)
+        return cut
 
     def start(self) -> StallWatchdog:
         def loop() -> None:
