@@ -40,7 +40,7 @@ COMMAND_LIMIT = 30.0 if LONG else 10.0  # seconds for `archiver tracked` / `repo
 # the long run's jobs live (time_scale 60: they run, complete and get re-priced, so history grows
 # pass after pass); CI's stand still after the first pass, which keeps it under a minute
 CLOCK = time.monotonic if LONG else (lambda: 30.0)
-PROBE_EVERY = 10.0 if LONG else 3.0  # seconds between two runs of those commands
+PROBE_EVERY = 10.0 if LONG else 6.0  # seconds between two runs of those commands
 
 
 @pytest.fixture
