@@ -555,7 +555,7 @@ class ApiClient:
             return ConfigError(self._redact(f"cannot send the request: {_reason(exc)}"))
         if isinstance(exc, requests.exceptions.ConnectTimeout):
             reason = f"connect timed out after {self._settings.connect_timeout}s"
-        elif isinstance(exc, requests.exceptions.ReadTimeout):
+        elif isinstance(exc, requests.exceptions.ReadTimeout) or _read_timed_out(exc):
             reason = f"read timed out after {self._settings.read_timeout}s"
         elif isinstance(exc, requests.exceptions.ChunkedEncodingError):
             reason = "connection dropped before the body was complete"
@@ -704,6 +704,13 @@ def _show(value: object) -> str:
         return value
     text = repr(value)
     return text if len(text) <= 100 else text[:99] + "…"
+
+
+def _read_timed_out(exc: requests.RequestException) -> bool:
+    """A read timeout in the middle of the body: requests re-raises it from ``iter_content`` as
+    a ConnectionError around urllib3's ReadTimeoutError (not as its own ReadTimeout)."""
+    inner = exc.args[0] if exc.args else None
+    return isinstance(inner, urllib3.exceptions.ReadTimeoutError)
 
 
 def _reason(exc: BaseException) -> str:

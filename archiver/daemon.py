@@ -7,7 +7,10 @@ neither overlaps the next nor causes a burst after it. Each pass claims its jobs
 SQLite one daemon per file is enforced with a lock file.
 
 A pass that fails (database unreachable, sessions killed) is logged and counted; the next one
-simply tries again, and nothing is half-written because every job is its own transaction. A
+simply tries again, and nothing is half-written because every job is its own transaction. Each
+pass first gives back leases a failed pass could not release, and the first pass that works
+after failures closes the runs they interrupted and writes the outage (how long, how many
+passes, why) into ``sync_errors``. A
 rejected key pauses polling: passes then probe with one job at a time until the key works again.
 """
 
@@ -22,6 +25,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -32,10 +36,11 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from archiver import db, leases
+from archiver import db, leases, runs
 from archiver.client import ApiClient
 from archiver.config import Settings, mask_url
-from archiver.errors import ArchiverError, ConfigError
+from archiver.dbwatch import StallWatchdog
+from archiver.errors import ArchiverError, ConfigError, DatabaseError
 from archiver.metrics import Health, Metrics, MonitoringServer
 from archiver.models import TrackedJob
 from archiver.statuses import StatusClassifier
@@ -44,6 +49,27 @@ from archiver.tracking import PollingPolicy
 
 log = logging.getLogger("archiver.run")
 DB_CHECK_CACHE_SECONDS = 5.0  # /healthz is polled; do not hit the database each time
+
+
+@dataclass
+class _Outage:
+    """Passes failing in a row (the database away, mostly): written down once it is back."""
+
+    since: datetime
+    first_reason: str
+    last_reason: str = ""
+    failed_passes: int = 0
+    database: bool = True  # every failure was the database's
+    interrupted: list[tuple[int, datetime]] = field(default_factory=list)  # (run id, when)
+
+    def message(self, now: datetime) -> str:
+        seconds = (now - self.since).total_seconds()
+        what = "database unreachable" if self.database else "passes failing"
+        return (
+            f"{what} for {seconds:.0f}s, from {self.since.isoformat(timespec='seconds')} to "
+            f"{now.isoformat(timespec='seconds')}: {self.failed_passes} passes failed; "
+            f"last error: {self.last_reason}"
+        )
 
 
 class Daemon:
@@ -70,6 +96,8 @@ class Daemon:
         self._db_checked: tuple[float, str | None] = (-DB_CHECK_CACHE_SECONDS, None)
         self.db_check_cache_seconds = DB_CHECK_CACHE_SECONDS
         self.scheduler: BlockingScheduler | None = None
+        self._outage: _Outage | None = None
+        self._watchdog: StallWatchdog | None = None
 
     # --- one pass --------------------------------------------------------------------------
 
@@ -97,6 +125,13 @@ class Daemon:
         started = time.monotonic()
         summary: SyncSummary | None = None
         try:
+            # A pass the database failed could not give its leases back: a live lease of our
+            # own would hide those jobs from this pass until it expired (minutes), not one
+            # interval. Nothing of ours is in flight between passes, so they are all stale.
+            with self.sessions.begin() as session:
+                stale = leases.release(session, self.owner)
+            if stale:
+                log.info("released %d leases left by a failed pass", stale)
             if self.health.key_rejected is not None:
                 # paused: one job tells whether the key works again; only then the full pass
                 probe = self.sync.run(
@@ -118,6 +153,7 @@ class Daemon:
         except (SQLAlchemyError, ArchiverError, OSError) as exc:
             reason = str(exc) if isinstance(exc, ArchiverError) else db.describe_error(exc)
             self.health.database_error = reason
+            self._note_failure(reason, database=isinstance(exc, SQLAlchemyError | DatabaseError))
             self.metrics.observe_pass(None, time.monotonic() - started)
             log.error(
                 "pass failed after %.1fs: %s; the next pass in %.0fs tries again",
@@ -135,8 +171,58 @@ class Daemon:
             self.idle.set()
         return summary
 
+    def _note_failure(self, reason: str, *, database: bool) -> None:
+        now = datetime.now(UTC)
+        if self._outage is None:
+            self._outage = _Outage(since=now, first_reason=reason)
+        outage = self._outage
+        outage.failed_passes += 1
+        outage.last_reason = reason
+        outage.database = outage.database and database
+        if self.sync.open_run is not None:
+            outage.interrupted.append((self.sync.open_run, now))
+            self.sync.open_run = None
+
+    def _record_outage(self, run_id: int | None) -> None:
+        """Once passes work again: close the runs the failures interrupted and say, in
+        ``sync_errors``, how long passes failed and why (a gap in the history is a known gap)."""
+        outage = self._outage
+        if outage is None:
+            return
+        now = datetime.now(UTC)
+        reason = "database" if outage.database else "pass_failed"
+        message = outage.message(now)
+        try:
+            with self.sessions.begin() as session:
+                for interrupted, when in outage.interrupted:
+                    runs.close_interrupted(session, interrupted, when)
+                    runs.record_error(
+                        session,
+                        interrupted,
+                        workflow_id=None,
+                        job_id=None,
+                        when=when,
+                        reason=reason,
+                        message=f"pass interrupted: {outage.first_reason}",
+                    )
+                runs.record_error(
+                    session,
+                    run_id,
+                    workflow_id=None,
+                    job_id=None,
+                    when=now,
+                    reason=reason,
+                    message=message,
+                )
+        except SQLAlchemyError as exc:  # written at the next pass that works
+            log.warning("could not record the outage yet: %s", db.describe_error(exc))
+            return
+        self._outage = None
+        log.warning("passes work again: %s", message, extra={"event": "recovered"})
+
     def _after_pass(self, summary: SyncSummary, seconds: float) -> None:
         self.health.database_error = None
+        self._record_outage(summary.run_id)
         self.metrics.observe_pass(summary, seconds)
         if summary.auth_error:
             if self.health.key_rejected is None:
@@ -222,6 +308,9 @@ class Daemon:
         """Block until SIGINT/SIGTERM; returns the exit status."""
         self.lock_sqlite()
         db.check_schema(self.engine)
+        # a statement still running when its job's lease is over waits on a database that
+        # stopped answering: cut it, so the pass fails and the next one starts afresh
+        self._watchdog = StallWatchdog(self.engine, self.settings.lease_duration()).start()
         monitor = None
         if metrics_port is not None:
             monitor = MonitoringServer(
@@ -281,6 +370,8 @@ class Daemon:
                 log.info("released %d leases", released)
         if monitor is not None:
             monitor.stop()
+        if self._watchdog is not None:
+            self._watchdog.stop()
         if not finished:
             # the jobs still in flight are abandoned; their transactions die with the process
             log.warning("in-flight jobs did not finish within %.0fs: abandoning them", grace)

@@ -45,6 +45,15 @@ def finish_run(session: Session, run_id: int, counts: Mapping[str, int], now: da
     session.execute(update(RUNS).where(RUNS.c.id == run_id).values(finished_at=now, **values))
 
 
+def close_interrupted(session: Session, run_id: int, when: datetime) -> None:
+    """Close a run that failed before it could finish itself (its counts stay unknown: 0)."""
+    session.execute(
+        update(RUNS)
+        .where(RUNS.c.id == run_id, RUNS.c.finished_at.is_(None))
+        .values(finished_at=when)
+    )
+
+
 def record_error(
     session: Session,
     run_id: int | None,

@@ -118,6 +118,9 @@ class SyncPass:
         self.now = now
         self.stop = threading.Event()
         self._auth_error: str | None = None
+        # the sync_runs row of a pass that started and could not be finished (its database
+        # went away): the daemon closes it and says why once the database is back
+        self.open_run: int | None = None
 
     def run(
         self,
@@ -142,7 +145,7 @@ class SyncPass:
                 claims = (Claim(w, j) for w, j in itertools.islice(due, listed))
                 if on_start:
                     on_start(listed)
-        run_id = summary.run_id
+        run_id = self.open_run = summary.run_id
         try:
             for outcome in self._outcomes(iter(claims), run_id, window or self.concurrency * 4):
                 summary.due += 1
@@ -163,6 +166,7 @@ class SyncPass:
             summary.seconds = time.monotonic() - started
             with self.sessions.begin() as session:
                 runs.finish_run(session, run_id, summary.run_counts(), self.now())
+            self.open_run = None
         return summary
 
     def _outcomes(self, claims: Iterator[Claim], run_id: int, window: int) -> Iterator[JobOutcome]:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 
-def record_figures(suite: str, **figures: int) -> None:
+def record_figures(suite: str, **figures: object) -> None:
     """Append this test's figures to ``$ARCHIVER_RELIABILITY_FIGURES``, if set."""
     target = os.environ.get("ARCHIVER_RELIABILITY_FIGURES")
     if not target:
@@ -23,15 +23,17 @@ def record_figures(suite: str, **figures: int) -> None:
         out.write(json.dumps({"suite": suite, **figures}, sort_keys=True) + "\n")
 
 
-def summarize_figures(path: str) -> dict[str, dict[str, int]]:
-    """Totals per suite of a figures file: tests that recorded (``tests``) and their counts."""
-    totals: dict[str, dict[str, int]] = {}
+def summarize_figures(path: str) -> dict[str, dict[str, float]]:
+    """Totals per suite of a figures file: tests that recorded (``tests``) and the sums of their
+    numbers (text such as a backend's name is left out)."""
+    totals: dict[str, dict[str, float]] = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         suite = totals.setdefault(record.pop("suite"), {"tests": 0})
         suite["tests"] += 1
         for name, value in record.items():
-            suite[name] = suite.get(name, 0) + value
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                suite[name] = suite.get(name, 0) + value
     return totals
 
 

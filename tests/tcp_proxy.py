@@ -18,6 +18,7 @@ class TcpProxy:
         self.target = (target_host, target_port)
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
+        self._frozen: set[socket.socket] = set()  # never forwarded again; closed at the end
         self._listener: socket.socket | None = None
         self.port = 0
         self._open()
@@ -42,15 +43,18 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            # the 5 s were for connecting: left on, they closed every connection idle for 5 s
+            upstream.settimeout(None)
             with self._lock:
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                if src in self._frozen or dst in self._frozen:
+                    continue  # swallowed: the other end waits for an answer that never comes
                 dst.sendall(data)
         except OSError:
             pass
@@ -69,10 +73,24 @@ class TcpProxy:
                 self._listener.close()
                 self._listener = None
             conns, self._conns = self._conns, []
+            conns += list(self._frozen)
+            self._frozen.clear()
         for conn in conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
             conn.close()
+
+    def freeze(self) -> None:
+        """Stop answering without closing anything: open connections stay open and silent for
+        good (a blackholed path), and new ones are refused until ``restore``."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+            self._frozen.update(conns)
+            if self._listener is not None:
+                with contextlib.suppress(OSError):
+                    self._listener.shutdown(socket.SHUT_RDWR)
+                self._listener.close()
+                self._listener = None
 
     def restore(self) -> None:
         with self._lock:

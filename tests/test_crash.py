@@ -2,7 +2,9 @@
 
 The archive must then equal a clean run's: the same current rows, and no version, change or
 snapshot row duplicated or missing, because each job is one transaction. CI runs a short
-variant (5 kills of a 150-job sync); ``ARCHIVER_CRASH_KILLS``/``ARCHIVER_CRASH_JOBS`` scale it.
+variant (5 kills of a 150-job sync); ``ARCHIVER_LONG_SUITES=1`` (the flag of every long
+variant) runs 30 kills of a 1,000-job sync, and ``ARCHIVER_CRASH_KILLS``/``ARCHIVER_CRASH_JOBS``
+set either number.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from figures import record_figures
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine, make_url
 
@@ -36,8 +39,9 @@ from archiver.models import (
 from archiver.simulator import Simulator
 from archiver.verify import verify
 
-KILLS = int(os.environ.get("ARCHIVER_CRASH_KILLS", "5"))
-JOBS_N = int(os.environ.get("ARCHIVER_CRASH_JOBS", "150"))
+LONG = os.environ.get("ARCHIVER_LONG_SUITES") == "1"
+KILLS = int(os.environ.get("ARCHIVER_CRASH_KILLS", "30" if LONG else "5"))
+JOBS_N = int(os.environ.get("ARCHIVER_CRASH_JOBS", "1000" if LONG else "150"))
 TIME_COLUMNS = {
     "id",
     "first_seen_at",
@@ -153,3 +157,4 @@ def test_kill_9_mid_sync_then_resync_equals_a_clean_run(empty_db_url: str, tmp_p
     assert report.ok and report.jobs == JOBS_N, [b.line() for b in report.breaks[:5]]
     clean.dispose()
     crashed.dispose()
+    record_figures("crash", backend=backend, runs=1, jobs=JOBS_N, faults=kills, rows_lost=0)

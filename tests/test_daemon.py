@@ -344,3 +344,48 @@ def test_sigterm_mid_pass_exits_zero_and_leaves_a_consistent_database(tmp_path: 
     assert open_versions == archived
     assert held == 0
     assert still_due == 30 - archived
+
+
+def test_leases_left_by_a_failed_pass_do_not_hide_jobs_from_the_next(
+    db_url: str, simulated: tuple[Simulator, str], daemon_factory, sessions: sessionmaker
+) -> None:
+    """Regression (issue 7, database faults): a pass the database failed could not release its
+    leases; the next pass skipped those jobs until they expired, minutes later."""
+    sim, url = simulated
+    daemon = daemon_factory(daemon_settings(db_url, url))
+    track(sessions, sim.job_ids())
+    with sessions.begin() as session:  # what a pass cut off by the database leaves behind
+        held = leases.claim(session, daemon.owner, datetime.now(UTC), 4, lease_seconds=600)
+    assert len(held) == 4
+    summary = daemon.pass_once()
+    assert summary is not None and summary.due == 6 and summary.counts["new"] == 6
+
+
+def test_an_outage_is_written_down_once_the_database_is_back(
+    empty_db_url: str, simulated: tuple[Simulator, str], daemon_factory
+) -> None:
+    url = make_url(empty_db_url)
+    if url.get_backend_name() == "sqlite":
+        pytest.skip("an embedded database has no outage to simulate")
+    sim, api_url = simulated
+    db.upgrade(empty_db_url)
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        daemon = daemon_factory(daemon_settings(proxied, api_url))
+        track(daemon.sessions, sim.job_ids())
+        proxy.cut()
+        assert daemon.pass_once() is None and daemon.pass_once() is None
+        proxy.restore()
+        back = daemon.pass_once()
+        assert back is not None and back.counts["new"] == 6
+    engine = db.make_engine(empty_db_url)
+    with db.session_factory(engine)() as session:
+        rows = session.execute(
+            select(SyncError.sync_run_id, SyncError.reason, SyncError.message, SyncError.job_id)
+        ).all()
+    engine.dispose()
+    assert len(rows) == 1
+    run_id, reason, message, job_id = rows[0]
+    assert (run_id, reason, job_id) == (back.run_id, "database", None)
+    assert "database unreachable for" in message and "2 passes failed" in message
+    assert "OperationalError" in message
