@@ -46,6 +46,7 @@ from archiver.models import (
     TrackedJob,
 )
 from archiver.simulator import JOB_PATH_PREFIX, Faults, Response, Simulator
+from archiver.verify import verify
 
 # Every test here runs once, on PostgreSQL: this overrides the fixture's three backends.
 pytestmark = pytest.mark.parametrize("empty_db_url", ["postgresql"], indirect=True)
@@ -363,6 +364,8 @@ def test_three_workers_split_the_jobs_and_write_one_history(
             assert session.scalar(select(func.count()).select_from(Job)) == len(ids)
             assert session.scalar(select(func.count()).select_from(SyncError)) == 0
             assert_history_unduplicated(session)
+            report = verify(session)  # three writers, one whole chain per job
+            assert report.ok and report.jobs == len(ids), [b.line() for b in report.breaks[:5]]
     finally:
         engine.dispose()
 
