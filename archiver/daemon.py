@@ -72,12 +72,26 @@ class _Outage:
         )
 
 
+def _stall_bounds(settings: Settings) -> dict[str, Any]:
+    """PyMySQL reads the server's greeting with no timeout once its TCP connect succeeded, so a
+    path that goes silent during a handshake would hang the pass where the stall watchdog (which
+    watches checked-out connections) cannot see it. Its read timeout bounds the handshake too;
+    at twice the lease it cuts no statement the watchdog (at the lease) would have let run, and
+    leaves the cutting of a stalled statement to the watchdog, which says so. (libpq's
+    connect_timeout already covers PostgreSQL's whole handshake.)"""
+    url = db.normalize_url(settings.database_url)
+    if url.get_backend_name() not in ("mysql", "mariadb"):
+        return {}
+    limit = max(2, int(2 * settings.lease_duration()))
+    return {"connect_args": {"connect_timeout": 10, "read_timeout": limit, "write_timeout": limit}}
+
+
 class Daemon:
     def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.owner = leases.worker_name()
-        self.engine = db.make_engine(settings.database_url)
+        self.engine = db.make_engine(settings.database_url, **_stall_bounds(settings))
         self.sessions = db.session_factory(self.engine)
         self.client = ApiClient(settings, observer=self.metrics.observe_request)
         self.sync = SyncPass(

@@ -389,3 +389,36 @@ def test_an_outage_is_written_down_once_the_database_is_back(
     assert (run_id, reason, job_id) == (back.run_id, "database", None)
     assert "database unreachable for" in message and "2 passes failed" in message
     assert "OperationalError" in message
+
+
+def test_a_mysql_handshake_that_goes_silent_fails_instead_of_hanging() -> None:
+    """PyMySQL waits for the server's greeting with no timeout once TCP is connected; a path that
+    goes silent right then would hang a pass where the stall watchdog cannot see. The daemon's
+    engine bounds it at twice the lease."""
+    import socket
+    import time as _time
+
+    from sqlalchemy.exc import OperationalError
+
+    from archiver import db
+    from archiver.config import Settings
+    from archiver.daemon import _stall_bounds
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts (the kernel completes TCP) and never says a word
+    try:
+        port = silent.getsockname()[1]
+        url = f"mysql://root@127.0.0.1:{port}/test"
+        settings = Settings(database_url=url, lease_seconds=1.0)
+        assert _stall_bounds(Settings(database_url="sqlite:///x.db")) == {}
+        engine = db.make_engine(url, **_stall_bounds(settings))
+        started = _time.monotonic()
+        try:
+            with pytest.raises(OperationalError, match=r"timed out|Lost connection"):
+                engine.connect()
+        finally:
+            engine.dispose()
+        assert _time.monotonic() - started < 2 * 1.0 + 3
+    finally:
+        silent.close()
