@@ -106,9 +106,16 @@ class _Tally:
 
 
 def _current(
-    session: Session, start: datetime | None = None, end: datetime | None = None
+    session: Session,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    blocks: bool = True,
 ) -> dict[tuple[str, str, str], _Tally]:
-    """(month, dimension, key) -> tally of the jobs created in [start, end), as they are now."""
+    """(month, dimension, key) -> tally of the jobs created in [start, end), as they are now.
+
+    ``blocks=False`` leaves the block tallies out, and with them the read of every task.
+    """
     query = select(
         JOBS.c.workflow_id, JOBS.c.job_id, JOBS.c.created_by, JOBS.c.created_at, JOBS.c.cost
     )
@@ -124,11 +131,13 @@ def _current(
         tallies[(month, "total", "")].add(cost)
         tallies[(month, "workflow", wf)].add(cost)
         tallies[(month, "user", user or UNKNOWN)].add(cost)
-    blocks = select(
+    if not blocks:
+        return tallies
+    used_blocks = select(
         TASKS.c.workflow_id, TASKS.c.job_id, TASKS.c.block_name, TASKS.c.block_version
     ).where(TASKS.c.removed_at.is_(None))
     used: set[tuple[str, str, str]] = set()
-    for wf, jid, name, version in session.execute(blocks):
+    for wf, jid, name, version in session.execute(used_blocks):
         if (wf, jid) not in months:
             continue
         block = f"{name or UNKNOWN}@{version or UNKNOWN}"
@@ -331,7 +340,7 @@ def books(
     adjustment, booked in the first open month after it (``by="month"``) or beside the key.
     """
     closed = {s.period: s for s in statements(session)}
-    tallies = _current(session, since, until)
+    tallies = _current(session, since, until, blocks=by == "block")
     months = sorted({m for m, _, _ in tallies} | {p for p in closed if _within(p, since, until)})
     rows: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # jobs, without, cost, adj
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,7 +100,6 @@ def rebuild(
     target_url: str,
     *,
     classifier: StatusClassifier = DEFAULT_CLASSIFIER,
-    progress: Callable[[int], None] | None = None,
 ) -> RebuildReport:
     """Replay the source's snapshots into the empty database at ``target_url``, then compare."""
     started = time.perf_counter()
@@ -114,7 +113,7 @@ def rebuild(
                     "the target database already holds jobs; rebuild only into an empty one"
                 )
         report = RebuildReport()
-        _replay(source, target, classifier, report, progress)
+        _replay(source, target, classifier, report)
         _copy_bookkeeping(source, target, engine)
         report.diffs = compare(source, target)
         with target() as session:
@@ -129,12 +128,11 @@ def dry_run(
     source: sessionmaker[Session],
     *,
     classifier: StatusClassifier = DEFAULT_CLASSIFIER,
-    progress: Callable[[int], None] | None = None,
 ) -> RebuildReport:
     """Rebuild into a scratch SQLite file and report what would differ; the source is untouched."""
     with tempfile.TemporaryDirectory(prefix="archiver-rebuild-") as folder:
         url = f"sqlite:///{Path(folder) / 'rebuild.db'}"
-        return rebuild(source, url, classifier=classifier, progress=progress)
+        return rebuild(source, url, classifier=classifier)
 
 
 def _snapshots(source: sessionmaker[Session]) -> Iterator[Any]:
@@ -163,7 +161,6 @@ def _replay(
     target: sessionmaker[Session],
     classifier: StatusClassifier,
     report: RebuildReport,
-    progress: Callable[[int], None] | None,
 ) -> None:
     session = target()
     try:
@@ -180,8 +177,6 @@ def _replay(
             report.snapshots += 1
             if report.snapshots % BATCH == 0:
                 session.commit()
-                if progress:
-                    progress(report.snapshots)
         session.commit()
     finally:
         session.close()

@@ -110,13 +110,18 @@ def touch_if_same_body(
         return None
     if fetched_at > current.last_seen_at:
         _touch(session, workflow_id, job_id, fetched_at)
+    return _as_archived(workflow_id, job_id, "unchanged", current._mapping)
+
+
+def _as_archived(workflow_id: str, job_id: str, outcome: Outcome, current: Any) -> ArchiveResult:
+    """A payload that changed nothing: the result describes the archived state."""
     return ArchiveResult(
         workflow_id,
         job_id,
-        "unchanged",
-        version=current.version,
-        status=current.status,
-        is_terminal=current.is_terminal,
+        outcome,
+        version=current["version"],
+        status=current["status"],
+        is_terminal=current["is_terminal"],
     )
 
 
@@ -154,14 +159,7 @@ def archive(
             session.execute(
                 update(JOBS).where(_job_key(JOBS, wf, job_id)).values(body_sha256=digest)
             )
-        return ArchiveResult(
-            wf,
-            job_id,
-            "unchanged",
-            version=current["version"],
-            status=current["status"],
-            is_terminal=current["is_terminal"],
-        )
+        return _as_archived(wf, job_id, "unchanged", current)
 
     chain = Chain() if current is None else Chain(current["chain_seq"], current["chain_sha256"])
     if current is not None and _is_stale(current, payload.updated_at, fetched_at):
@@ -169,14 +167,7 @@ def archive(
             session.execute(
                 update(JOBS).where(_job_key(JOBS, wf, job_id)).values(**chain.head_columns())
             )
-        return ArchiveResult(
-            wf,
-            job_id,
-            "stale",
-            version=current["version"],
-            status=current["status"],
-            is_terminal=current["is_terminal"],
-        )
+        return _as_archived(wf, job_id, "stale", current)
 
     parsed = payload.parsed
     result = ArchiveResult(

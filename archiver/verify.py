@@ -208,33 +208,23 @@ def _check_job(
     last_seq, last_hash = (last[1]["chain_seq"], last[1]["row_sha256"]) if last else (0, GENESIS)
     if head is not None:
         head_seq, head_hash = head["chain_seq"] or 0, head["chain_sha256"] or GENESIS
+        broken: tuple[str, str] | None = None
         if head_seq > last_seq:
-            found.setdefault(
-                ("jobs", -1),
-                Break(
-                    "jobs",
-                    head["id"],
-                    wf,
-                    jid,
-                    "deleted",
-                    f"the chain ends at seq {last_seq} but the job's head is seq {head_seq}: "
-                    f"the last {head_seq - last_seq} history rows were removed",
-                    head_seq,
-                ),
+            broken = (
+                "deleted",
+                f"the chain ends at seq {last_seq} but the job's head is seq {head_seq}: "
+                f"the last {head_seq - last_seq} history rows were removed",
             )
         elif (head_seq, head_hash) != (last_seq, last_hash):
+            broken = (
+                "inserted" if head_seq < last_seq else "edited",
+                f"the job's head (seq {head_seq}) does not name the chain's last row "
+                f"(seq {last_seq})",
+            )
+        if broken is not None:  # keyed apart from the current-row check of the same jobs row
+            kind, detail = broken
             found.setdefault(
-                ("jobs", -1),
-                Break(
-                    "jobs",
-                    head["id"],
-                    wf,
-                    jid,
-                    "inserted" if head_seq < last_seq else "edited",
-                    f"the job's head (seq {head_seq}) does not name the chain's last row "
-                    f"(seq {last_seq})",
-                    head_seq,
-                ),
+                ("jobs", -1), Break("jobs", head["id"], wf, jid, kind, detail, head_seq)
             )
         report.heads.append((wf, jid, head_seq, head_hash))
 

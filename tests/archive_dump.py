@@ -40,6 +40,25 @@ ARCHIVE_TABLES = (
     "ingest_problems",
 )
 HISTORY_TABLES = ("job_versions", "task_versions", "job_changes", "job_snapshots")
+# When the archiver saw something: differs between any two runs of the same sequence, whatever
+# happened. The hash chains cover these times, so their hashes differ too; chain_seq does not
+# (no row missing or extra), and the suites that drop these run ``archiver verify`` instead.
+OBSERVATION_TIMES = frozenset(
+    {
+        "first_seen_at",
+        "last_seen_at",
+        "last_changed_at",
+        "removed_at",
+        "resolved_at",
+        "valid_from",
+        "valid_to",
+        "observed_at",
+        "fetched_at",
+        "prev_sha256",
+        "row_sha256",
+        "chain_sha256",
+    }
+)
 
 Row = tuple[str | None, ...]
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from archive_dump import OBSERVATION_TIMES
 from figures import record_figures
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine, make_url
@@ -42,22 +43,7 @@ from archiver.verify import verify
 LONG = os.environ.get("ARCHIVER_LONG_SUITES") == "1"
 KILLS = int(os.environ.get("ARCHIVER_CRASH_KILLS", "30" if LONG else "5"))
 JOBS_N = int(os.environ.get("ARCHIVER_CRASH_JOBS", "1000" if LONG else "150"))
-TIME_COLUMNS = {
-    "id",
-    "first_seen_at",
-    "last_seen_at",
-    "last_changed_at",
-    "removed_at",
-    "resolved_at",
-    "valid_from",
-    "valid_to",
-    "observed_at",
-    "fetched_at",
-    # the hash chains cover the times above; chain_seq stays compared (no row missing or extra)
-    "prev_sha256",
-    "row_sha256",
-    "chain_sha256",
-}
+TIME_COLUMNS = OBSERVATION_TIMES | {"id"}
 
 
 def snapshot_of(engine: Engine) -> dict[str, Counter[tuple[Any, ...]]]:

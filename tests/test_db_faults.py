@@ -26,7 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from archive_dump import ARCHIVE_TABLES, Dump, TableDump, dump, first_difference
+from archive_dump import (
+    ARCHIVE_TABLES,
+    OBSERVATION_TIMES,
+    Dump,
+    TableDump,
+    dump,
+    first_difference,
+)
 from daemon_harness import LONG, RunningDaemon
 from figures import record_figures
 from sqlalchemy import func, select, text
@@ -46,25 +53,6 @@ OUTAGE_SECONDS = 60.0 if LONG else 8.0
 KILLS = 10 if LONG else 2
 JOBS_N = 200 if LONG else 60
 INTERVAL = 2.0
-# when the archiver saw something: differs between any two runs, whatever happened
-OBSERVATION_TIMES = frozenset(
-    {
-        "first_seen_at",
-        "last_seen_at",
-        "last_changed_at",
-        "removed_at",
-        "resolved_at",
-        "valid_from",
-        "valid_to",
-        "observed_at",
-        "fetched_at",
-        # the hash chains cover the times above (chain_seq stays: no row missing or extra);
-        # check_archive verifies the faulted archive's chains instead
-        "prev_sha256",
-        "row_sha256",
-        "chain_sha256",
-    }
-)
 
 
 def archive_of(engine: Engine) -> Dump:

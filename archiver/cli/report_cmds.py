@@ -117,9 +117,11 @@ def report_cost(
     _check_period(since, until)
     ranged = since is not None or until is not None
     title = f"cost by {by}" + (" (jobs created in range)" if ranged else "")
-    if by != "day" and _read(database_url, periods.statements):
-        _emit_books(by, since, until, fmt, title, database_url)
-        return
+    if by != "day":
+        books: list[periods.BookRow] | None = _read(database_url, _books, by, since, until)
+        if books is not None:
+            _emit_books(books, by, fmt, title)
+            return
     if by == "block":
         blocks = _read(database_url, reports.cost_by_block, since, until)
         columns = _columns(reports.BlockCostRow)
@@ -138,16 +140,15 @@ def report_cost(
     _emit(data, columns, fmt, title, DAY_NOTE)
 
 
-def _emit_books(
-    by: str,
-    since: datetime | None,
-    until: datetime | None,
-    fmt: str,
-    title: str,
-    database_url: str | None,
-) -> None:
+def _books(
+    session: Any, by: str, since: datetime | None, until: datetime | None
+) -> list[periods.BookRow] | None:
+    """The books, when a month is closed; None when none is (the plain report applies)."""
+    return periods.books(session, by, since, until) if periods.statements(session) else None
+
+
+def _emit_books(rows: list[periods.BookRow], by: str, fmt: str, title: str) -> None:
     """With closed months: their frozen figures, and what moved since as adjustments."""
-    rows: list[periods.BookRow] = _read(database_url, periods.books, by, since, until)
     columns = [by, "jobs", "jobs_without_cost", "cost", "adjustments", "total", "closed"]
     data: list[dict[str, Any]] = [
         dict(
