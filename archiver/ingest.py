@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,9 +25,9 @@ from archiver import runs
 from archiver.db import describe_error, is_retryable
 from archiver.errors import ArchiverError, PayloadError
 from archiver.jsonload import JsonError, array_elements, loads, member_text
-from archiver.payload import identify
+from archiver.payload import Identified, identify
 from archiver.statuses import DEFAULT_CLASSIFIER, StatusClassifier
-from archiver.store import ArchiveResult, archive, body_digest, touch_if_same_body
+from archiver.store import ArchiveResult, Received, Writes, body_digest, plan, touch_same_bodies
 from archiver.values import parse_timestamp
 
 log = logging.getLogger("archiver.ingest")
@@ -149,6 +149,190 @@ def _item_of(source: str, text: str, fetched_at: datetime | None) -> Item:
     return Item(source, inner, when.value)
 
 
+# a batch: up to this many payloads, or this many bytes of them, in one transaction
+BATCH_JOBS = 200
+BATCH_BYTES = 32 * 2**20
+
+
+@dataclass(slots=True)
+class Entry:
+    """One payload for ``archive_batch``: body, fetch time, and ids when the caller knows them."""
+
+    raw: str | bytes | dict[str, Any]
+    fetched_at: datetime
+    workflow_id: str | None = None
+    job_id: str | None = None
+    # worked out once, however often a batch is split or retried
+    _digest: str | None = None
+    _identified: Identified | PayloadError | None = None
+
+    def digest(self) -> str | None:
+        if self._digest is None and isinstance(self.raw, str | bytes):
+            self._digest = body_digest(self.raw)
+        return self._digest
+
+    def identified(self, classifier: StatusClassifier) -> Identified | PayloadError:
+        if self._identified is None:
+            try:
+                self._identified = identify(
+                    self.raw,
+                    workflow_id=self.workflow_id,
+                    job_id=self.job_id,
+                    classifier=classifier,
+                )
+            except PayloadError as exc:
+                self._identified = exc
+        return self._identified
+
+
+Result = ArchiveResult | Exception
+# per entry: None to archive it, or the error that keeps it out (a lost lease)
+Admit = Callable[[Session, Sequence[Entry]], Sequence[Exception | None]]
+BeforeCommit = Callable[[Session, Sequence[tuple[Entry, ArchiveResult]]], None]
+
+
+def archive_batch(
+    sessions: sessionmaker[Session],
+    entries: Sequence[Entry],
+    *,
+    classifier: StatusClassifier = DEFAULT_CLASSIFIER,
+    admit: Admit | None = None,
+    before_commit: BeforeCommit | None = None,
+) -> list[Result]:
+    """Archive payloads in one transaction; each entry's result, or the error that refused it.
+
+    Many jobs share the transaction (and each statement) because per-job statements and commits
+    were most of an archive's cost. A job is still all or nothing: a payload refused while being
+    read writes nothing and its neighbours go on; if the batch itself fails (a conflict with a
+    concurrent writer, a row the database refuses, a defect) it is rolled back and every job is
+    archived again in a transaction of its own, so one bad job costs its neighbours only time.
+    Raises only when the database is gone (what was committed before stays committed).
+    """
+    if len(entries) > 1:
+        try:
+            with sessions.begin() as session:
+                return _archive_entries(session, entries, classifier, admit, before_commit)
+        except Exception as exc:
+            if _database_gone(exc):
+                raise
+            log.info("a batch of %d jobs failed (%s); archiving them one by one", len(entries), exc)
+    return [_archive_alone(sessions, e, classifier, admit, before_commit) for e in entries]
+
+
+def _database_gone(exc: BaseException) -> bool:
+    if not isinstance(exc, DBAPIError) or is_retryable(exc):
+        return False
+    return isinstance(exc, OperationalError) or bool(exc.connection_invalidated)
+
+
+def _archive_alone(
+    sessions: sessionmaker[Session],
+    entry: Entry,
+    classifier: StatusClassifier,
+    admit: Admit | None,
+    before_commit: BeforeCommit | None,
+) -> Result:
+    """One job in its own transaction, run again from the start after a conflict.
+
+    A conflict with a concurrent writer (another worker's first archive of the same job, a
+    deadlock, a lock timeout) rolls the job back; run again, it sees the other writer's state.
+    """
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            with sessions.begin() as session:
+                return _archive_entries(session, [entry], classifier, admit, before_commit)[0]
+        except DBAPIError as exc:
+            if attempt < CONFLICT_ATTEMPTS and is_retryable(exc):
+                log.info("retrying a job after a conflict with a concurrent writer")
+                time.sleep(0.01 * attempt)
+                continue
+            if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                raise
+            return exc
+        except Exception as exc:
+            return exc
+    raise AssertionError("unreachable")
+
+
+def _archive_entries(
+    session: Session,
+    entries: Sequence[Entry],
+    classifier: StatusClassifier,
+    admit: Admit | None,
+    before_commit: BeforeCommit | None,
+) -> list[Result]:
+    results: list[Result | None] = [None] * len(entries)
+    if admit is not None:
+        for i, refused in enumerate(admit(session, entries)):
+            results[i] = refused
+    live = [i for i, r in enumerate(results) if r is None]
+    _archive_in_order(session, entries, live, results, classifier)
+    if before_commit is not None:
+        done = [
+            (e, r) for e, r in zip(entries, results, strict=True) if isinstance(r, ArchiveResult)
+        ]
+        before_commit(session, done)
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
+
+
+def _archive_in_order(
+    session: Session,
+    entries: Sequence[Entry],
+    live: list[int],
+    results: list[Result | None],
+    classifier: StatusClassifier,
+) -> None:
+    """Plan ``live`` entries against the archive as it is, then write them all at once.
+
+    Bodies byte-identical to an archived one are recognized without decoding; the others are
+    identified. A job may appear only once per write: from its second payload on, the rest goes
+    into a later write (same transaction) that sees the first, so payloads apply in input order.
+    """
+    writes = Writes()
+    bodies = [(i, entries[i].digest()) for i in live]
+    received = []
+    for i, digest in bodies:
+        raw = entries[i].raw
+        if digest is not None and isinstance(raw, str | bytes):
+            received.append(
+                Received(
+                    digest, entries[i].fetched_at, raw, entries[i].workflow_id, entries[i].job_id
+                )
+            )
+    matched = iter(touch_same_bodies(session, received, writes))
+    keys: list[tuple[str, str] | None] = []
+    to_plan: list[tuple[int, Identified]] = []
+    for i, digest in bodies:
+        fast = next(matched) if digest is not None else None
+        if fast is not None:
+            results[i] = fast
+            keys.append((fast.workflow_id, fast.job_id))
+            continue
+        ident = entries[i].identified(classifier)
+        if isinstance(ident, PayloadError):
+            results[i] = ident
+            keys.append(None)
+            continue
+        to_plan.append((i, ident))
+        keys.append((ident.workflow_id, ident.job_id))
+    seen: set[tuple[str, str]] = set()
+    for position, key in enumerate(keys):
+        if key is None:
+            continue
+        if key in seen:  # the same job again: write what comes before it first
+            for i in live:
+                results[i] = None
+            _archive_in_order(session, entries, live[:position], results, classifier)
+            _archive_in_order(session, entries, live[position:], results, classifier)
+            return
+        seen.add(key)
+    planned = plan(session, [(ident, entries[i].fetched_at) for i, ident in to_plan], writes)
+    for (i, _), outcome in zip(to_plan, planned, strict=True):
+        results[i] = outcome
+    writes.execute(session)
+
+
 def archive_one(
     sessions: sessionmaker[Session],
     raw: str | bytes | dict[str, Any],
@@ -157,59 +341,38 @@ def archive_one(
     workflow_id: str | None = None,
     job_id: str | None = None,
     classifier: StatusClassifier = DEFAULT_CLASSIFIER,
-    on_begin: Callable[[Session], None] | None = None,
     before_commit: Callable[[Session, ArchiveResult], None] | None = None,
 ) -> ArchiveResult:
-    """Parse and archive one payload in its own transaction.
+    """Parse and archive one payload in its own transaction; a refused payload raises."""
 
-    A conflict with a concurrent writer (another worker's first archive of the same job, a
-    deadlock, a lock timeout) rolls the whole job back; it is then run again from the start,
-    a few times, and sees the other writer's state.
-    """
-    if workflow_id is not None and job_id is not None and isinstance(raw, str | bytes):
-        digest = body_digest(raw)
+    def each(session: Session, done: Sequence[tuple[Entry, ArchiveResult]]) -> None:
+        assert before_commit is not None
+        for _, result in done:
+            before_commit(session, result)
 
-        def same_body(session: Session) -> ArchiveResult | None:
-            return touch_if_same_body(session, workflow_id, job_id, digest, fetched_at)
-
-        result = _in_transaction(sessions, same_body, on_begin, before_commit, job_id)
-        if result is not None:
-            return result
-    parsed = identify(raw, workflow_id=workflow_id, job_id=job_id, classifier=classifier)
-    result = _in_transaction(
-        sessions,
-        lambda session: archive(session, parsed, fetched_at),
-        on_begin,
-        before_commit,
-        parsed.job_id,
-    )
-    assert result is not None
+    entry = Entry(raw, fetched_at, workflow_id, job_id)
+    result = archive_batch(
+        sessions, [entry], classifier=classifier, before_commit=each if before_commit else None
+    )[0]
+    if isinstance(result, Exception):
+        raise result
     return result
 
 
-def _in_transaction(
-    sessions: sessionmaker[Session],
-    work: Callable[[Session], ArchiveResult | None],
-    on_begin: Callable[[Session], None] | None,
-    before_commit: Callable[[Session, ArchiveResult], None] | None,
-    job_id: str,
-) -> ArchiveResult | None:
-    """Run ``work`` in one transaction, again from the start after a conflict; None: no-op."""
-    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-        try:
-            with sessions.begin() as session:
-                if on_begin is not None:
-                    on_begin(session)
-                result = work(session)
-                if result is not None and before_commit is not None:
-                    before_commit(session, result)
-                return result
-        except DBAPIError as exc:
-            if attempt == CONFLICT_ATTEMPTS or not is_retryable(exc):
-                raise
-            log.info("retrying job %s after a conflict with a concurrent writer", job_id)
-            time.sleep(0.01 * attempt)
-    raise AssertionError("unreachable")
+def batches(
+    items: Iterable[Item], jobs: int = BATCH_JOBS, size: int = BATCH_BYTES
+) -> Iterator[list[Item]]:
+    """Items in groups of at most ``jobs`` payloads or about ``size`` bytes of them."""
+    batch: list[Item] = []
+    held = 0
+    for item in items:
+        batch.append(item)
+        held += len(item.raw) if isinstance(item.raw, str | bytes) else 0
+        if len(batch) >= jobs or held >= size:
+            yield batch
+            batch, held = [], 0
+    if batch:
+        yield batch
 
 
 def ingest(
@@ -224,44 +387,47 @@ def ingest(
     summary = Summary()
     with sessions.begin() as session:
         run_id = runs.start_run(session, "ingest", now())
-    for item in items:
-        result, error = None, item.error
-        ids: tuple[str | None, str | None] = (None, None)
-        if error is None:
-            assert item.raw is not None
-            try:
-                result = archive_one(
-                    sessions, item.raw, item.fetched_at or now(), classifier=classifier
-                )
-            except PayloadError as exc:
-                error, ids = str(exc), (exc.workflow_id, exc.job_id)
-            except ArchiverError as exc:
-                error = str(exc)
-            except OperationalError:
-                raise  # the database is gone: stop here, what was archived stays archived
-            except DBAPIError as exc:
-                error = f"database refused the payload: {describe_error(exc)}"
-            except Exception as exc:  # a defect or an unforeseen payload: isolate it
-                log.debug("unexpected failure for %s", item.source, exc_info=True)
-                error = f"unexpected {type(exc).__name__}: {str(exc)[:300]}"
-        if result is not None:
-            summary.add(result)
-        else:
-            summary.failed += 1
-            message = f"{item.source}: {error}"
-            summary.errors.append(message)
-            with sessions.begin() as session:
-                runs.record_error(
-                    session,
-                    run_id,
-                    workflow_id=ids[0],
-                    job_id=ids[1],
-                    when=now(),
-                    reason="invalid_payload",
-                    message=message,
-                )
-        if on_result is not None:
-            on_result(item, result, error)
+    for batch in batches(items):
+        readable = [item for item in batch if item.error is None]
+        entries = [Entry(i.raw, i.fetched_at or now()) for i in readable]  # type: ignore[arg-type]
+        outcomes = iter(archive_batch(sessions, entries, classifier=classifier))
+        for item in batch:
+            outcome = next(outcomes) if item.error is None else None
+            result = outcome if isinstance(outcome, ArchiveResult) else None
+            error: str | None = item.error
+            ids: tuple[str | None, str | None] = (None, None)
+            if isinstance(outcome, Exception):
+                error, ids = _describe(outcome, item.source)
+            if result is not None:
+                summary.add(result)
+            else:
+                summary.failed += 1
+                message = f"{item.source}: {error}"
+                summary.errors.append(message)
+                with sessions.begin() as session:
+                    runs.record_error(
+                        session,
+                        run_id,
+                        workflow_id=ids[0],
+                        job_id=ids[1],
+                        when=now(),
+                        reason="invalid_payload",
+                        message=message,
+                    )
+            if on_result is not None:
+                on_result(item, result, error)
     with sessions.begin() as session:
         runs.finish_run(session, run_id, summary.counts(), now())
     return summary
+
+
+def _describe(exc: Exception, source: str) -> tuple[str, tuple[str | None, str | None]]:
+    """What the user reads about a refused payload, and the job it names if it names one."""
+    if isinstance(exc, PayloadError):
+        return str(exc), (exc.workflow_id, exc.job_id)
+    if isinstance(exc, ArchiverError):
+        return str(exc), (None, None)
+    if isinstance(exc, DBAPIError):
+        return f"database refused the payload: {describe_error(exc)}", (None, None)
+    log.debug("unexpected failure for %s", source, exc_info=exc)
+    return f"unexpected {type(exc).__name__}: {str(exc)[:300]}", (None, None)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, select, text, update
+from sqlalchemy import CursorResult, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from archiver.errors import ArchiverError
@@ -108,6 +109,35 @@ def verify(session: Session, held: Claim) -> None:
             f"lease on {held.workflow_id}/{held.job_id} was lost (claim {held.token}, now "
             f"{current}): another worker took it over; this worker wrote nothing for it"
         )
+
+
+def verify_many(session: Session, claims: Sequence[Claim]) -> list[LeaseLost | None]:
+    """``verify`` for a batch in one query: per claim, None if it still holds, else LeaseLost."""
+    leased = [c for c in claims if c.token is not None]
+    tokens: dict[tuple[str, str], int] = {}
+    if leased:
+        keys = tuple_(TRACKED.c.workflow_id, TRACKED.c.job_id)
+        query = (
+            select(TRACKED.c.workflow_id, TRACKED.c.job_id, TRACKED.c.claim_token)
+            .where(keys.in_([(c.workflow_id, c.job_id) for c in leased]))
+            .order_by(TRACKED.c.workflow_id, TRACKED.c.job_id)
+        )
+        if session.get_bind().dialect.name != "sqlite":
+            query = query.with_for_update()
+        tokens = {(r.workflow_id, r.job_id): r.claim_token for r in session.execute(query)}
+    out: list[LeaseLost | None] = []
+    for held in claims:
+        current = tokens.get((held.workflow_id, held.job_id))
+        if held.token is None or current == held.token:
+            out.append(None)
+            continue
+        out.append(
+            LeaseLost(
+                f"lease on {held.workflow_id}/{held.job_id} was lost (claim {held.token}, now "
+                f"{current}): another worker took it over; this worker wrote nothing for it"
+            )
+        )
+    return out
 
 
 RELEASED = {"lease_owner": None, "lease_expires_at": None}

@@ -1,25 +1,33 @@
-"""Apply one parsed payload to the archive: current tables, versions, change log, snapshot.
+"""Apply parsed payloads to the archive: current tables, versions, change log, snapshot.
 
-``archive`` takes a session and never commits: the caller wraps each job in one transaction, so
-after a crash the database holds the previous or the new state of a job, never a mix. History is
-written explicitly here, beside the current-state upserts, not by ORM events.
+Archiving is planned, then written. Planning reads the archived state of a whole batch of jobs in
+a few queries and works out in Python, job by job, every row to insert, update or delete;
+writing then runs each prepared statement once for the batch with all of its parameter sets.
+A job's plan touches nothing, so a payload found bad while planning is left out of the batch and
+its neighbours go on. Nothing here commits: the caller owns the transaction (see
+``archiver.ingest``), so after a crash the database holds a job's previous or new state, never a
+mix. History is written explicitly here, beside the current-state upserts, not by ORM events.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
+import re
 import weakref
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, bindparam, delete, insert, select, text, update
+from sqlalchemy import and_, bindparam, delete, insert, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from archiver.chain import Chain
-from archiver.db import upsert
-from archiver.errors import PayloadError
+from archiver.db import _upsert_statement
+from archiver.errors import ArchiverError, PayloadError
 from archiver.history import as_text, changed_fields
 from archiver.models import (
     CHANGES,
@@ -35,6 +43,7 @@ from archiver.models import (
 from archiver.payload import JOB_FIELDS, TASK_FIELDS, VAL_ERROR_FIELDS, Identified, ParsedPayload
 
 Outcome = Literal["new", "changed", "unchanged", "stale"]
+JobKey = tuple[str, str]
 
 
 @dataclass
@@ -49,10 +58,349 @@ class ArchiveResult:
     is_terminal: bool | None = None
 
 
+def body_digest(body: str | bytes) -> str:
+    """SHA-256 of a payload exactly as received: equal digests mean an identical body."""
+    raw = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(raw).hexdigest()
+
+
+# --- the statements, built once: building them per job cost more than running them -------------
+
+
+def _bound_key(table: Any) -> Any:
+    return and_(table.c.workflow_id == bindparam("b_wf"), table.c.job_id == bindparam("b_job"))
+
+
+_STATEMENTS: dict[str, Any] = {
+    "snapshot": insert(SNAPSHOTS),
+    "job_version_close": update(JOB_VERSIONS)
+    .where(_bound_key(JOB_VERSIONS), JOB_VERSIONS.c.version == bindparam("b_version"))
+    .values(valid_to=bindparam("b_seen")),
+    "job_version": insert(JOB_VERSIONS),
+    # removed tasks are marked first, so the touch below passes them over
+    "task_removed": update(TASKS)
+    .where(_bound_key(TASKS), TASKS.c.task_id == bindparam("b_task"))
+    .values(removed_at=bindparam("b_seen")),
+    "task_touch": update(TASKS)
+    .where(_bound_key(TASKS), TASKS.c.removed_at.is_(None))
+    .values(last_seen_at=bindparam("b_seen")),
+    "task_version_close": update(TASK_VERSIONS)
+    .where(
+        _bound_key(TASK_VERSIONS),
+        TASK_VERSIONS.c.task_id == bindparam("b_task"),
+        TASK_VERSIONS.c.version == bindparam("b_version"),
+    )
+    .values(valid_to=bindparam("b_seen")),
+    "task_version": insert(TASK_VERSIONS),
+    "task": None,  # dialect upserts: see _statement
+    "dep_delete": delete(DEPS).where(
+        _bound_key(DEPS),
+        DEPS.c.task_id == bindparam("b_task"),
+        DEPS.c.depends_on_task_id == bindparam("b_dep"),
+    ),
+    "dep": None,
+    "val_error_resolved": update(VAL_ERRORS)
+    .where(_bound_key(VAL_ERRORS), VAL_ERRORS.c.fingerprint == bindparam("b_fp"))
+    .values(resolved_at=bindparam("b_seen")),
+    "val_error_touch": update(VAL_ERRORS)
+    .where(_bound_key(VAL_ERRORS), VAL_ERRORS.c.resolved_at.is_(None))
+    .values(last_seen_at=bindparam("b_seen")),
+    "val_error": None,
+    "change": insert(CHANGES),
+    "problem": insert(PROBLEMS),
+    "job_touch": update(JOBS).where(_bound_key(JOBS)).values(last_seen_at=bindparam("b_seen")),
+    "job_body": update(JOBS).where(_bound_key(JOBS)).values(body_sha256=bindparam("b_digest")),
+    "job_head": update(JOBS)
+    .where(_bound_key(JOBS))
+    .values(chain_seq=bindparam("b_seq"), chain_sha256=bindparam("b_head")),
+    "job": None,
+}
+# (table, natural key, columns an upsert leaves alone) of the upserted kinds
+_UPSERTS: dict[str, tuple[Any, tuple[str, ...], tuple[str, ...]]] = {
+    "task": (TASKS, ("workflow_id", "job_id", "task_id"), ("first_seen_at",)),
+    "dep": (DEPS, ("workflow_id", "job_id", "task_id", "depends_on_task_id"), ()),
+    "val_error": (
+        VAL_ERRORS,
+        ("workflow_id", "job_id", "fingerprint"),
+        ("first_seen_at", *VAL_ERROR_FIELDS),
+    ),
+    "job": (JOBS, ("workflow_id", "job_id"), ("first_seen_at",)),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(kind: str, dialect: str, columns: tuple[str, ...]) -> Any:
+    if kind not in _UPSERTS:
+        return _STATEMENTS[kind]
+    table, key, kept = _UPSERTS[kind]
+    if kind == "dep":
+        return _upsert_statement(dialect, table, key, ())
+    updated = tuple(c for c in columns if c not in key and c not in kept)
+    return _upsert_statement(dialect, table, key, updated)
+
+
+class Writes:
+    """Parameter sets per statement, gathered job by job and run once per batch.
+
+    The statements run in a fixed order (the order of ``_STATEMENTS``) whatever the jobs, and
+    each job's rows keep their order within a table, so ids follow each job's chain.
+    """
+
+    __slots__ = ("params",)
+
+    def __init__(self) -> None:
+        self.params: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    def add(self, kind: str, row: dict[str, Any]) -> None:
+        self.params[kind].append(row)
+
+    def extend(self, other: Writes) -> None:
+        for kind, rows in other.params.items():
+            self.params[kind].extend(rows)
+
+    def execute(self, session: Session) -> None:
+        dialect = session.get_bind().dialect.name
+        for kind in _STATEMENTS:
+            rows = self.params.get(kind)
+            if rows:
+                session.execute(_statement(kind, dialect, tuple(rows[0])), rows)
+
+
+# --- reading the archived state of a batch -------------------------------------------------------
+
+
+@dataclass
+class _Details:
+    """A job's archived tasks, edges and validation errors: what a new payload is diffed with."""
+
+    tasks: dict[str, Any] = field(default_factory=dict)
+    deps: set[tuple[str, str]] = field(default_factory=set)
+    val_errors: dict[str, Any] = field(default_factory=dict)
+
+
+def _keys_in(table: Any) -> Any:
+    return tuple_(table.c.workflow_id, table.c.job_id).in_(bindparam("b_keys", expanding=True))
+
+
+_JOBS_BY_KEY = select(JOBS).where(_keys_in(JOBS)).order_by(JOBS.c.workflow_id, JOBS.c.job_id)
+_JOBS_BY_BODY = (
+    select(
+        JOBS.c.workflow_id,
+        JOBS.c.job_id,
+        JOBS.c.body_sha256,
+        JOBS.c.last_seen_at,
+        JOBS.c.version,
+        JOBS.c.status,
+        JOBS.c.is_terminal,
+    )
+    .where(JOBS.c.body_sha256.in_(bindparam("b_digests", expanding=True)))
+    .order_by(JOBS.c.workflow_id, JOBS.c.job_id)
+)
+_TASKS_OF = (
+    select(TASKS).where(_keys_in(TASKS)).order_by(*TASKS.c["workflow_id", "job_id", "task_id"])
+)
+_DEPS_OF = select(
+    DEPS.c.workflow_id, DEPS.c.job_id, DEPS.c.task_id, DEPS.c.depends_on_task_id
+).where(_keys_in(DEPS))
+_VAL_ERRORS_OF = (
+    select(VAL_ERRORS)
+    .where(_keys_in(VAL_ERRORS))
+    .order_by(*VAL_ERRORS.c["workflow_id", "job_id", "fingerprint"])
+)
+
+
+def _locking(session: Session, query: Any) -> Any:
+    """Rows are locked in key order, so two writers of overlapping batches queue, not deadlock."""
+    return query if session.get_bind().dialect.name == "sqlite" else query.with_for_update()
+
+
+def _load_jobs(session: Session, keys: Sequence[JobKey]) -> dict[JobKey, Any]:
+    if not keys:
+        return {}
+    rows = session.execute(_locking(session, _JOBS_BY_KEY), {"b_keys": list(keys)}).mappings()
+    return {(row["workflow_id"], row["job_id"]): row for row in rows}
+
+
+def _load_details(session: Session, keys: Sequence[JobKey]) -> dict[JobKey, _Details]:
+    details: dict[JobKey, _Details] = {key: _Details() for key in keys}
+    if not keys:
+        return details
+    params = {"b_keys": list(keys)}
+    for row in session.execute(_TASKS_OF, params).mappings():
+        details[row["workflow_id"], row["job_id"]].tasks[row["task_id"]] = row
+    for wf, job_id, task_id, dep in session.execute(_DEPS_OF, params):
+        details[wf, job_id].deps.add((task_id, dep))
+    for row in session.execute(_VAL_ERRORS_OF, params).mappings():
+        details[row["workflow_id"], row["job_id"]].val_errors[row["fingerprint"]] = row
+    return details
+
+
+# --- the byte-identical fast path ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A body as received, before decoding; its ids when the caller knows them (a poll does)."""
+
+    digest: str
+    fetched_at: datetime
+    text: str | bytes
+    workflow_id: str | None = None
+    job_id: str | None = None
+
+
+def touch_same_bodies(
+    session: Session, bodies: Sequence[Received], writes: Writes
+) -> list[ArchiveResult | None]:
+    """Recognize bodies byte-identical to the archived ones without decoding them.
+
+    A body with known ids must match that job's digest; one without must match exactly one job
+    (a body carries its ids, so that is the job it came from). Matches get their last-seen times
+    moved (into ``writes``); the others are None, to be decoded and archived.
+    """
+    out: list[ArchiveResult | None] = [None] * len(bodies)
+    if not bodies:
+        return out
+    digests = sorted({b.digest for b in bodies})
+    by_digest: dict[str, list[Any]] = defaultdict(list)
+    query = _locking(session, _JOBS_BY_BODY)
+    for row in session.execute(query, {"b_digests": digests}).mappings():
+        by_digest[row["body_sha256"]].append(row)
+    claimed: set[JobKey] = set()
+    for i, body in enumerate(bodies):
+        rows = by_digest.get(body.digest, [])
+        if body.job_id is not None:
+            rows = [
+                r
+                for r in rows
+                if (r["workflow_id"], r["job_id"]) == (body.workflow_id, body.job_id)
+            ]
+        if len(rows) != 1:
+            continue
+        if body.job_id is None and not _names_workflow(body.text, rows[0]["workflow_id"]):
+            continue  # archived from a poll that gave the workflow: alone, the body is refused
+        current = rows[0]
+        key = (current["workflow_id"], current["job_id"])
+        if key in claimed:  # the same job twice in one batch: the second goes the long way
+            continue
+        claimed.add(key)
+        if body.fetched_at > current["last_seen_at"]:
+            _touch(writes, key, body.fetched_at)
+        out[i] = _as_archived(key, "unchanged", current)
+    return out
+
+
+def _names_workflow(body: str | bytes, workflow_id: str) -> bool:
+    """Whether the body carries its workflow id (``identify`` refuses one that does not)."""
+    value = json.dumps(workflow_id)
+    pattern = rb'"workflow_id"\s*:\s*' if isinstance(body, bytes) else r'"workflow_id"\s*:\s*'
+    needle: Any = value.encode() if isinstance(body, bytes) else value
+    return re.search(pattern + re.escape(needle), body) is not None
+
+
+def _touch(writes: Writes, key: JobKey, seen: datetime) -> None:
+    """The same payload again: only the last-seen times move."""
+    params = {"b_wf": key[0], "b_job": key[1], "b_seen": seen}
+    writes.add("job_touch", params)
+    writes.add("task_touch", params)
+    writes.add("val_error_touch", params)
+
+
+def _as_archived(key: JobKey, outcome: Outcome, current: Any) -> ArchiveResult:
+    """A payload that changed nothing: the result describes the archived state."""
+    return ArchiveResult(
+        key[0],
+        key[1],
+        outcome,
+        version=current["version"],
+        status=current["status"],
+        is_terminal=current["is_terminal"],
+    )
+
+
+# --- archiving decoded payloads ------------------------------------------------------------------
+
+
+def archive(
+    session: Session, payload: Identified | ParsedPayload, fetched_at: datetime
+) -> ArchiveResult:
+    """Archive one payload fetched at ``fetched_at`` (aware). Does not commit."""
+    writes = Writes()
+    result = plan(session, [(payload, fetched_at)], writes)[0]
+    if isinstance(result, Exception):
+        raise result
+    writes.execute(session)
+    return result
+
+
+def plan(
+    session: Session,
+    payloads: Sequence[tuple[Identified | ParsedPayload, datetime]],
+    writes: Writes,
+) -> list[ArchiveResult | ArchiverError]:
+    """Work out what each payload (of distinct jobs) writes, into ``writes``; reads only.
+
+    A payload refused while being read is returned as its error, and adds nothing to ``writes``.
+    The payloads' fields are only read when their hash differs from the archived one.
+    """
+    keys = [(p.workflow_id, p.job_id) for p, _ in payloads]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a batch holds one payload per job")
+    current = _load_jobs(session, keys)
+    out: list[ArchiveResult | ArchiverError | None] = [None] * len(payloads)
+    changed: list[int] = []
+    for i, (payload, fetched_at) in enumerate(payloads):
+        key = keys[i]
+        try:
+            _check_packet_size(session, payload)
+        except PayloadError as exc:
+            out[i] = exc
+            continue
+        row = current.get(key)
+        if row is not None and row["payload_sha256"] == payload.sha256:
+            if fetched_at > row["last_seen_at"]:
+                _touch(writes, key, fetched_at)
+            digest = body_digest(payload.body)
+            if row["body_sha256"] != digest:  # the same data spelled differently: remember it
+                writes.add("job_body", {"b_wf": key[0], "b_job": key[1], "b_digest": digest})
+            out[i] = _as_archived(key, "unchanged", row)
+        elif row is not None and _is_stale(row, payload.updated_at, fetched_at):
+            chain = Chain(row["chain_seq"], row["chain_sha256"])
+            if _keep_stale_snapshot(session, payload, fetched_at, chain, writes):
+                head = {"b_wf": key[0], "b_job": key[1], "b_seq": chain.seq, "b_head": chain.head}
+                writes.add("job_head", head)
+            out[i] = _as_archived(key, "stale", row)
+        else:
+            changed.append(i)
+    details = _load_details(session, [keys[i] for i in changed if keys[i] in current])
+    for i in changed:
+        payload, fetched_at = payloads[i]
+        job_writes = Writes()
+        try:
+            out[i] = _plan_changed(
+                job_writes, payload, fetched_at, current.get(keys[i]), details.get(keys[i])
+            )
+        except PayloadError as exc:
+            out[i] = exc
+            continue
+        writes.extend(job_writes)
+    assert all(r is not None for r in out)
+    return out  # type: ignore[return-value]
+
+
+def _is_stale(current: Any, updated_at: datetime | None, fetched_at: datetime) -> bool:
+    """Older than the archived state by the API's ``updated_at``, else by fetch time."""
+    archived_updated = current["updated_at"]
+    if updated_at is not None and archived_updated is not None and updated_at != archived_updated:
+        return updated_at < archived_updated
+    return fetched_at < current["last_seen_at"]
+
+
 @dataclass
 class _JobWrite:
-    """Everything one archive call writes, collected so each table gets one statement."""
+    """One job's plan under way: where it writes, when it was observed, its chain and changes."""
 
+    writes: Writes
     workflow_id: str
     job_id: str
     observed_at: datetime
@@ -83,152 +431,80 @@ class _JobWrite:
             }
         )
 
-
-def body_digest(body: str | bytes) -> str:
-    """SHA-256 of a payload exactly as received: equal digests mean an identical body."""
-    raw = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
-    return hashlib.sha256(raw).hexdigest()
-
-
-_CURRENT_BODY = select(
-    JOBS.c.body_sha256, JOBS.c.last_seen_at, JOBS.c.version, JOBS.c.status, JOBS.c.is_terminal
-).where(JOBS.c.workflow_id == bindparam("b_wf"), JOBS.c.job_id == bindparam("b_job"))
+    def bound(self, **params: Any) -> dict[str, Any]:
+        return {
+            "b_wf": self.workflow_id,
+            "b_job": self.job_id,
+            "b_seen": self.observed_at,
+            **params,
+        }
 
 
-def touch_if_same_body(
-    session: Session, workflow_id: str, job_id: str, digest: str, fetched_at: datetime
-) -> ArchiveResult | None:
-    """The poll's fast path: a body byte-identical to the archived one needs no decoding.
-
-    Returns None (having written nothing) when the body differs or the job is new.
-    """
-    query = _CURRENT_BODY
-    if session.get_bind().dialect.name != "sqlite":
-        query = query.with_for_update()
-    current = session.execute(query, {"b_wf": workflow_id, "b_job": job_id}).first()
-    if current is None or current.body_sha256 != digest:
-        return None
-    if fetched_at > current.last_seen_at:
-        _touch(session, workflow_id, job_id, fetched_at)
-    return _as_archived(workflow_id, job_id, "unchanged", current._mapping)
-
-
-def _as_archived(workflow_id: str, job_id: str, outcome: Outcome, current: Any) -> ArchiveResult:
-    """A payload that changed nothing: the result describes the archived state."""
-    return ArchiveResult(
-        workflow_id,
-        job_id,
-        outcome,
-        version=current["version"],
-        status=current["status"],
-        is_terminal=current["is_terminal"],
-    )
-
-
-def _job_key(table: Any, workflow_id: str, job_id: str) -> Any:
-    return and_(table.c.workflow_id == workflow_id, table.c.job_id == job_id)
-
-
-def _is_stale(current: Any, updated_at: datetime | None, fetched_at: datetime) -> bool:
-    """Older than the archived state by the API's ``updated_at``, else by fetch time."""
-    archived_updated = current["updated_at"]
-    if updated_at is not None and archived_updated is not None and updated_at != archived_updated:
-        return updated_at < archived_updated
-    return fetched_at < current["last_seen_at"]
-
-
-def archive(
-    session: Session, payload: Identified | ParsedPayload, fetched_at: datetime
+def _plan_changed(
+    writes: Writes,
+    payload: Identified | ParsedPayload,
+    fetched_at: datetime,
+    current: Any,
+    details: _Details | None,
 ) -> ArchiveResult:
-    """Archive one payload fetched at ``fetched_at`` (aware). Does not commit.
-
-    The payload's fields are only read when its hash differs from the archived one.
-    """
     wf, job_id = payload.workflow_id, payload.job_id
-    _check_packet_size(session, payload)
-    query = select(JOBS).where(_job_key(JOBS, wf, job_id))
-    if session.get_bind().dialect.name != "sqlite":
-        query = query.with_for_update()
-    current = session.execute(query).mappings().first()
-
-    if current is not None and current["payload_sha256"] == payload.sha256:
-        if fetched_at > current["last_seen_at"]:
-            _touch(session, wf, job_id, fetched_at)
-        digest = body_digest(payload.body)
-        if current["body_sha256"] != digest:  # the same data spelled differently: remember it
-            session.execute(
-                update(JOBS).where(_job_key(JOBS, wf, job_id)).values(body_sha256=digest)
-            )
-        return _as_archived(wf, job_id, "unchanged", current)
-
-    chain = Chain() if current is None else Chain(current["chain_seq"], current["chain_sha256"])
-    if current is not None and _is_stale(current, payload.updated_at, fetched_at):
-        if _keep_stale_snapshot(session, payload, fetched_at, chain):
-            session.execute(
-                update(JOBS).where(_job_key(JOBS, wf, job_id)).values(**chain.head_columns())
-            )
-        return _as_archived(wf, job_id, "stale", current)
-
     parsed = payload.parsed
-    result = ArchiveResult(
-        wf, job_id, "unchanged", status=parsed.job["status"], is_terminal=parsed.job["is_terminal"]
-    )
+    details = details or _Details()
+    chain = Chain() if current is None else Chain(current["chain_seq"], current["chain_sha256"])
     # Fetch order and updated_at order can disagree (files ingested without fetch times); the
     # history must still read forwards, so a newer state is never dated before the last one.
     observed = fetched_at if current is None else max(fetched_at, current["last_seen_at"])
-    write = _JobWrite(wf, job_id, observed, chain)
-    _insert_snapshot(session, parsed, fetched_at, chain, applied=True)
-    version = _write_job_version(session, write, current, parsed)
+    job = _JobWrite(writes, wf, job_id, observed, chain)
+    writes.add("snapshot", chain.link("job_snapshots", _snapshot_row(parsed, fetched_at, True)))
+    version = _plan_job_version(job, current, parsed)
     if parsed.tasks is not None:
-        _write_tasks(session, write, parsed)
+        _plan_tasks(job, parsed, details)
     if parsed.val_errors is not None:
-        _write_val_errors(session, write, parsed)
-    if write.changes:
-        for change in write.changes:
-            chain.link("job_changes", change)
-        session.execute(insert(CHANGES), write.changes)
-    if parsed.problems:
-        session.execute(
-            insert(PROBLEMS),
-            [
-                {
-                    "workflow_id": wf,
-                    "job_id": job_id,
-                    "task_id": p.task_id,
-                    "field": p.field[:255],
-                    "raw_value": p.raw_value,
-                    "message": p.message,
-                    "payload_sha256": parsed.sha256,
-                    "observed_at": observed,
-                }
-                for p in parsed.problems
-            ],
+        _plan_val_errors(job, parsed, details.val_errors)
+    for change in job.changes:
+        writes.add("change", chain.link("job_changes", change))
+    for p in parsed.problems:
+        writes.add(
+            "problem",
+            {
+                "workflow_id": wf,
+                "job_id": job_id,
+                "task_id": p.task_id,
+                "field": p.field[:255],
+                "raw_value": p.raw_value,
+                "message": p.message,
+                "payload_sha256": parsed.sha256,
+                "observed_at": observed,
+            },
         )
-
-    row = {
-        "workflow_id": wf,
-        "job_id": job_id,
-        **parsed.job,
-        "version": version,
-        "payload_sha256": parsed.sha256,
-        "body_sha256": body_digest(parsed.body),
-        "first_seen_at": observed,
-        "last_seen_at": observed,
-        "last_changed_at": observed
-        if write.changes or current is None
-        else current["last_changed_at"],
-        **chain.head_columns(),
-    }
-    upsert(
-        session, JOBS, [row], key=("workflow_id", "job_id"), update=_without(row, "first_seen_at")
+    writes.add(
+        "job",
+        {
+            "workflow_id": wf,
+            "job_id": job_id,
+            **parsed.job,
+            "version": version,
+            "payload_sha256": parsed.sha256,
+            "body_sha256": body_digest(parsed.body),
+            "first_seen_at": observed,
+            "last_seen_at": observed,
+            "last_changed_at": observed
+            if job.changes or current is None
+            else current["last_changed_at"],
+            **chain.head_columns(),
+        },
     )
-    result.outcome = "new" if current is None else ("changed" if write.changes else "unchanged")
-    result.changes, result.problems, result.version = (
-        len(write.changes),
-        len(parsed.problems),
-        version,
+    outcome: Outcome = "new" if current is None else ("changed" if job.changes else "unchanged")
+    return ArchiveResult(
+        wf,
+        job_id,
+        outcome,
+        changes=len(job.changes),
+        problems=len(parsed.problems),
+        version=version,
+        status=parsed.job["status"],
+        is_terminal=parsed.job["is_terminal"],
     )
-    return result
 
 
 _PACKET_LIMITS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
@@ -259,42 +535,10 @@ def _check_packet_size(session: Session, payload: Identified | ParsedPayload) ->
         )
 
 
-def _without(row: Mapping[str, Any], *names: str) -> list[str]:
-    return [c for c in row if c not in names]
-
-
-def _bound_key(table: Any) -> Any:
-    return and_(table.c.workflow_id == bindparam("b_wf"), table.c.job_id == bindparam("b_job"))
-
-
-# built once: an unchanged poll runs these and nothing else, so building them each time showed
-_TOUCH = (
-    update(JOBS).where(_bound_key(JOBS)).values(last_seen_at=bindparam("b_seen")),
-    update(TASKS)
-    .where(_bound_key(TASKS), TASKS.c.removed_at.is_(None))
-    .values(last_seen_at=bindparam("b_seen")),
-    update(VAL_ERRORS)
-    .where(_bound_key(VAL_ERRORS), VAL_ERRORS.c.resolved_at.is_(None))
-    .values(last_seen_at=bindparam("b_seen")),
-)
-
-
-def _touch(session: Session, wf: str, job_id: str, seen: datetime) -> None:
-    """The same payload again: only the last-seen times move."""
-    params = {"b_wf": wf, "b_job": job_id, "b_seen": seen}
-    for statement in _TOUCH:
-        session.execute(statement, params)
-
-
-def _insert_snapshot(
-    session: Session,
-    payload: Identified | ParsedPayload,
-    fetched_at: datetime,
-    chain: Chain,
-    *,
-    applied: bool,
-) -> None:
-    row = {
+def _snapshot_row(
+    payload: Identified | ParsedPayload, fetched_at: datetime, applied: bool
+) -> dict[str, Any]:
+    return {
         "workflow_id": payload.workflow_id,
         "job_id": payload.job_id,
         "sha256": payload.sha256,
@@ -302,96 +546,66 @@ def _insert_snapshot(
         "applied": applied,
         "body": payload.body,
     }
-    session.execute(insert(SNAPSHOTS).values(chain.link("job_snapshots", row)))
+
+
+_SNAPSHOT_EXISTS = (
+    select(SNAPSHOTS.c.id)
+    .where(_bound_key(SNAPSHOTS), SNAPSHOTS.c.sha256 == bindparam("b_sha"))
+    .limit(1)
+)
 
 
 def _keep_stale_snapshot(
-    session: Session, payload: Identified | ParsedPayload, fetched_at: datetime, chain: Chain
+    session: Session,
+    payload: Identified | ParsedPayload,
+    fetched_at: datetime,
+    chain: Chain,
+    writes: Writes,
 ) -> bool:
     """An older payload is evidence, so it is kept (once), but it changes no state."""
-    table = SNAPSHOTS
-    exists = session.execute(
-        select(table.c.id)
-        .where(
-            _job_key(table, payload.workflow_id, payload.job_id),
-            table.c.sha256 == payload.sha256,
-        )
-        .limit(1)
-    ).first()
-    if exists is not None:
+    params = {"b_wf": payload.workflow_id, "b_job": payload.job_id, "b_sha": payload.sha256}
+    if session.execute(_SNAPSHOT_EXISTS, params).first() is not None:
         return False
-    _insert_snapshot(session, payload, fetched_at, chain, applied=False)
+    writes.add("snapshot", chain.link("job_snapshots", _snapshot_row(payload, fetched_at, False)))
     return True
 
 
-def _write_job_version(
-    session: Session, write: _JobWrite, current: Any, parsed: ParsedPayload
-) -> int:
+def _plan_job_version(job: _JobWrite, current: Any, parsed: ParsedPayload) -> int:
     fields = changed_fields(current, parsed.job, JOB_FIELDS)
     if current is not None and not fields:
         return int(current["version"])
     for name in fields:
-        write.change("job", name, current[name] if current else None, parsed.job[name])
+        job.change("job", name, current[name] if current else None, parsed.job[name])
     version = 1
-    table = JOB_VERSIONS
     if current is not None:
         version = current["version"] + 1
-        session.execute(
-            update(table)
-            .where(_job_key(table, write.workflow_id, write.job_id))
-            .where(table.c.version == current["version"])
-            .values(valid_to=write.observed_at)
-        )
+        job.writes.add("job_version_close", job.bound(b_version=current["version"]))
     row = {
-        "workflow_id": write.workflow_id,
-        "job_id": write.job_id,
+        "workflow_id": job.workflow_id,
+        "job_id": job.job_id,
         "version": version,
-        "valid_from": write.observed_at,
+        "valid_from": job.observed_at,
         "valid_to": None,
         "payload_sha256": parsed.sha256,
         **parsed.job,
     }
-    session.execute(insert(table).values(write.chain.link("job_versions", row)))
+    job.writes.add("job_version", job.chain.link("job_versions", row))
     return version
 
 
-def _close_task_versions(session: Session, write: _JobWrite, closing: Sequence[tuple[str, int]]):
-    if not closing:
-        return
-    table = TASK_VERSIONS
-    session.execute(
-        update(table)
-        .where(
-            _job_key(table, write.workflow_id, write.job_id),
-            table.c.task_id == bindparam("b_task_id"),
-            table.c.version == bindparam("b_version"),
-        )
-        .values(valid_to=write.observed_at),
-        [{"b_task_id": t, "b_version": v} for t, v in closing],
-    )
-
-
-def _write_tasks(session: Session, write: _JobWrite, parsed: ParsedPayload) -> None:
-    wf, job_id, seen = write.workflow_id, write.job_id, write.observed_at
-    rows = session.execute(select(TASKS).where(_job_key(TASKS, wf, job_id))).mappings()
-    existing = {row["task_id"]: row for row in rows}
+def _plan_tasks(job: _JobWrite, parsed: ParsedPayload, details: _Details) -> None:
+    wf, job_id, seen, writes = job.workflow_id, job.job_id, job.observed_at, job.writes
+    existing = details.tasks
     assert parsed.tasks is not None
     incoming = {t.task_id for t in parsed.tasks}
-
     removed = [
         tid for tid, row in existing.items() if tid not in incoming and row["removed_at"] is None
     ]
-    # seen now: every task still present (a task that just disappeared was last seen before)
-    session.execute(
-        update(TASKS)
-        .where(
-            _job_key(TASKS, wf, job_id),
-            TASKS.c.removed_at.is_(None),
-            TASKS.c.task_id.not_in(removed),
-        )
-        .values(last_seen_at=seen)
-    )
-    upserts: list[dict[str, Any]] = []
+    for tid in removed:
+        writes.add("task_removed", job.bound(b_task=tid))
+    if existing:
+        # seen now: every task still present (a task that just disappeared was last seen before)
+        writes.add("task_touch", job.bound())
     closing: list[tuple[str, int]] = []
     versions: list[dict[str, Any]] = []
     for task in parsed.tasks:
@@ -405,91 +619,61 @@ def _write_tasks(session: Session, write: _JobWrite, parsed: ParsedPayload) -> N
             # a new task is one presence row; its first state is its task_versions row 1
             fields = changed_fields(old, task.state, TASK_FIELDS) if old is not None else []
             previous = "removed" if old is not None else None
-            write.change("task", "presence", previous, "present", task_id=task.task_id)
+            job.change("task", "presence", previous, "present", task_id=task.task_id)
         for name in fields:
-            write.change(
+            job.change(
                 "task", name, old[name] if old else None, task.state[name], task_id=task.task_id
             )
         version = old["version"] + 1 if old is not None else 1
         base = {"workflow_id": wf, "job_id": job_id, "task_id": task.task_id, "version": version}
         versions.append({**base, **task.state, "valid_from": seen, "valid_to": None})
-        upserts.append(
-            {**base, **task.state, "first_seen_at": seen, "last_seen_at": seen, "removed_at": None}
+        writes.add(
+            "task",
+            {**base, **task.state, "first_seen_at": seen, "last_seen_at": seen, "removed_at": None},
         )
-
     for tid in removed:
-        write.change("task", "presence", "present", "removed", task_id=tid)
+        job.change("task", "presence", "present", "removed", task_id=tid)
         closing.append((tid, existing[tid]["version"]))
-    if removed:
-        session.execute(
-            update(TASKS)
-            .where(_job_key(TASKS, wf, job_id), TASKS.c.task_id.in_(removed))
-            .values(removed_at=seen)
-        )
-    _close_task_versions(session, write, closing)
-    if versions:
-        for version_row in versions:
-            write.chain.link("task_versions", version_row)
-        session.execute(insert(TASK_VERSIONS), versions)
-    upsert(
-        session,
-        TASKS,
-        upserts,
-        key=("workflow_id", "job_id", "task_id"),
-        update=_without(upserts[0], "first_seen_at") if upserts else (),
-    )
-    _write_dependencies(session, write, parsed, incoming)
+    for tid, version in closing:
+        writes.add("task_version_close", job.bound(b_task=tid, b_version=version))
+    for version_row in versions:
+        writes.add("task_version", job.chain.link("task_versions", version_row))
+    _plan_dependencies(job, parsed, incoming, details.deps)
 
 
-def _write_dependencies(
-    session: Session, write: _JobWrite, parsed: ParsedPayload, task_ids: set[str]
+def _plan_dependencies(
+    job: _JobWrite, parsed: ParsedPayload, task_ids: set[str], archived: set[tuple[str, str]]
 ) -> None:
     """The edges of the reported tasks become exactly the payload's; history is in depends_on."""
-    wf, job_id = write.workflow_id, write.job_id
-    rows = session.execute(
-        select(DEPS.c.task_id, DEPS.c.depends_on_task_id).where(_job_key(DEPS, wf, job_id))
-    )
-    existing = {(r.task_id, r.depends_on_task_id) for r in rows if r.task_id in task_ids}
+    existing = {edge for edge in archived if edge[0] in task_ids}
     wanted = set(parsed.dependencies)
-    gone = existing - wanted
-    if gone:
-        session.execute(
-            delete(DEPS).where(
-                _job_key(DEPS, wf, job_id),
-                DEPS.c.task_id == bindparam("b_task"),
-                DEPS.c.depends_on_task_id == bindparam("b_dep"),
-            ),
-            [{"b_task": t, "b_dep": d} for t, d in sorted(gone)],
-        )
-    new = sorted(wanted - existing)
-    if new:
-        upsert(
-            session,
-            DEPS,
-            [
-                {"workflow_id": wf, "job_id": job_id, "task_id": t, "depends_on_task_id": d}
-                for t, d in new
-            ],
-            key=("workflow_id", "job_id", "task_id", "depends_on_task_id"),
-            update=(),
+    for t, d in sorted(existing - wanted):
+        job.writes.add("dep_delete", job.bound(b_task=t, b_dep=d))
+    for t, d in sorted(wanted - existing):
+        job.writes.add(
+            "dep",
+            {
+                "workflow_id": job.workflow_id,
+                "job_id": job.job_id,
+                "task_id": t,
+                "depends_on_task_id": d,
+            },
         )
 
 
-def _write_val_errors(session: Session, write: _JobWrite, parsed: ParsedPayload) -> None:
-    wf, job_id, seen = write.workflow_id, write.job_id, write.observed_at
-    rows = session.execute(select(VAL_ERRORS).where(_job_key(VAL_ERRORS, wf, job_id))).mappings()
-    existing = {row["fingerprint"]: row for row in rows}
+def _plan_val_errors(job: _JobWrite, parsed: ParsedPayload, existing: Mapping[str, Any]) -> None:
+    wf, job_id, seen = job.workflow_id, job.job_id, job.observed_at
     assert parsed.val_errors is not None
     upserts: list[dict[str, Any]] = []
     for error in parsed.val_errors:
         old = existing.get(error.fingerprint)
         key = error.fingerprint
         if old is None:
-            write.change("val_error", "state", None, "open", key=key)
+            job.change("val_error", "state", None, "open", key=key)
         elif old["resolved_at"] is not None:
-            write.change("val_error", "state", "resolved", "open", key=key)
+            job.change("val_error", "state", "resolved", "open", key=key)
         if old is not None and old["occurrences"] != error.occurrences:
-            write.change("val_error", "occurrences", old["occurrences"], error.occurrences, key=key)
+            job.change("val_error", "occurrences", old["occurrences"], error.occurrences, key=key)
         upserts.append(
             {
                 "workflow_id": wf,
@@ -505,18 +689,7 @@ def _write_val_errors(session: Session, write: _JobWrite, parsed: ParsedPayload)
     incoming = {e.fingerprint for e in parsed.val_errors}
     resolved = [fp for fp, r in existing.items() if fp not in incoming and r["resolved_at"] is None]
     for fp in resolved:
-        write.change("val_error", "state", "open", "resolved", key=fp)
-    if resolved:
-        session.execute(
-            update(VAL_ERRORS)
-            .where(_job_key(VAL_ERRORS, wf, job_id), VAL_ERRORS.c.fingerprint.in_(resolved))
-            .values(resolved_at=seen)
-        )
-    if upserts:
-        upsert(
-            session,
-            VAL_ERRORS,
-            upserts,
-            key=("workflow_id", "job_id", "fingerprint"),
-            update=_without(upserts[0], "first_seen_at", *VAL_ERROR_FIELDS),
-        )
+        job.change("val_error", "state", "open", "resolved", key=fp)
+        job.writes.add("val_error_resolved", job.bound(b_fp=fp))
+    for row in upserts:
+        job.writes.add("val_error", row)

@@ -13,20 +13,20 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from archiver import leases, runs, tracking
+from archiver import leases, malloc, runs, tracking
 from archiver.client import FetchedJob
 from archiver.db import describe_error
 from archiver.errors import ApiError, ArchiverError, AuthenticationError, PayloadError
-from archiver.ingest import archive_one
+from archiver.ingest import Entry, archive_batch
 from archiver.leases import Claim, LeaseLost
 from archiver.ratelimit import RateLimiter
 from archiver.statuses import StatusClassifier
@@ -109,6 +109,7 @@ class SyncPass:
         rate_limit: float = 0.0,
         now: Callable[[], datetime] = _now,
     ) -> None:
+        malloc.return_large_blocks()  # fetch threads and the writer each free large payloads
         self.sessions = sessions
         self.fetcher = fetcher
         self.policy = policy
@@ -170,91 +171,114 @@ class SyncPass:
         return summary
 
     def _outcomes(self, claims: Iterator[Claim], run_id: int, window: int) -> Iterator[JobOutcome]:
-        """Results as they complete, with a bounded number of jobs in flight (flat memory)."""
-        pending: set[Future[JobOutcome]] = set()
+        """Results as they complete, with a bounded number of jobs in flight (flat memory).
+
+        Fetches run on the pool; their bodies are archived here, in batches of whatever has
+        arrived, while the pool goes on fetching: a database write per batch instead of one
+        per job, and no threads queuing for SQLite's single writer.
+        """
+        pending: set[Future[JobOutcome | _Fetched]] = set()
+        fetched: list[_Fetched] = []
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="archiver-sync") as pool:
             while True:
-                while len(pending) < window and not self.stop.is_set():
+                while len(pending) + len(fetched) < window and not self.stop.is_set():
                     held = next(claims, None)
                     if held is None:
                         break
-                    pending.add(pool.submit(self._one, held, run_id))
-                if not pending:
+                    pending.add(pool.submit(self._fetch, held, run_id))
+                if not pending and not fetched:
                     return
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done: set[Future[JobOutcome | _Fetched]] = set()
+                if pending:
+                    # with bodies waiting, only what is ready now joins them
+                    timeout = 0 if fetched else None
+                    done, pending = wait(pending, timeout, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield future.result()
+                    got = future.result()
+                    if isinstance(got, JobOutcome):
+                        yield got
+                    else:
+                        fetched.append(got)
+                if fetched and (not done or not pending or len(fetched) >= window):
+                    yield from self._archive(fetched, run_id)
+                    fetched = []
 
-    def _one(self, held: Claim, run_id: int) -> JobOutcome:
-        """One job; whatever goes wrong with it is recorded against it, and the pass goes on."""
+    def _fetch(self, held: Claim, run_id: int) -> JobOutcome | _Fetched:
+        """One job's fetch; whatever goes wrong with it is recorded against it."""
+        wf, job_id = held.workflow_id, held.job_id
         try:
-            return self._fetch_and_archive(held, run_id)
+            if self.stop.is_set():
+                return JobOutcome(wf, job_id, "skipped")
+            self.limiter.acquire()
+            if self.stop.is_set():
+                return JobOutcome(wf, job_id, "skipped")
+            try:
+                fetched = self.fetcher.fetch_job(wf, job_id)
+            except AuthenticationError as exc:
+                if not self.stop.is_set():
+                    self._auth_error = str(exc)
+                    self.stop.set()
+                # the key is at fault, not the job: its schedule and failure count stay
+                self._record_failure(held, run_id, exc, count_against_job=False)
+                return JobOutcome(wf, job_id, "failed", error=str(exc), reason=exc.reason)
+            except ApiError as exc:
+                return self._record_failure(held, run_id, exc)
         except (DBAPIError, ArchiverError):
-            raise  # already handled per job where possible; what is left is a database outage
-        except Exception as exc:  # a defect or a payload no layer foresaw: isolate it
-            log.debug("unexpected failure for %s/%s", held.workflow_id, held.job_id, exc_info=True)
-            message = f"unexpected {type(exc).__name__}: {str(exc)[:300]}"
-            return self._record_failure(held, run_id, exc, message=message)
+            raise  # recording the failure met a database outage
+        except Exception as exc:  # a defect no layer foresaw: isolate it
+            return self._unexpected(held, run_id, exc)
+        # Only the body goes on: the store decodes it again (keeping it verbatim, duplicate
+        # keys included), and the client's decoded copy would double a large job's memory.
+        return _Fetched(held, fetched.body, fetched.fetched_at)
 
-    def _fetch_and_archive(self, held: Claim, run_id: int) -> JobOutcome:
-        wf, job_id = held.workflow_id, held.job_id
-        if self.stop.is_set():
-            return JobOutcome(wf, job_id, "skipped")
-        self.limiter.acquire()
-        if self.stop.is_set():
-            return JobOutcome(wf, job_id, "skipped")
-        try:
-            fetched = self.fetcher.fetch_job(wf, job_id)
-        except AuthenticationError as exc:
-            if not self.stop.is_set():
-                self._auth_error = str(exc)
-                self.stop.set()
-            # the key is at fault, not the job: its schedule and failure count stay as they are
-            self._record_failure(held, run_id, exc, count_against_job=False)
-            return JobOutcome(wf, job_id, "failed", error=str(exc), reason=exc.reason)
-        except ApiError as exc:
-            return self._record_failure(held, run_id, exc)
-        # Only the body goes on: the store decodes it again (keeping it verbatim, duplicate keys
-        # included), and holding the client's decoded copy meanwhile doubles a large job's memory.
-        body, fetched_at = fetched.body, fetched.fetched_at
-        del fetched
-        return self._archive(held, body, fetched_at, run_id)
+    def _unexpected(self, held: Claim, run_id: int, exc: Exception) -> JobOutcome:
+        log.debug("unexpected failure for %s/%s", held.workflow_id, held.job_id, exc_info=exc)
+        message = f"unexpected {type(exc).__name__}: {str(exc)[:300]}"
+        return self._record_failure(held, run_id, exc, message=message)
 
-    def _archive(self, held: Claim, body: str, fetched_at: datetime, run_id: int) -> JobOutcome:
-        wf, job_id = held.workflow_id, held.job_id
+    def _archive(self, fetched: Sequence[_Fetched], run_id: int) -> list[JobOutcome]:
+        """Archive fetched bodies in one transaction, each job's tracking row updated with it."""
+        claim_of = {id(f.entry): f.held for f in fetched}
 
-        def check_lease(session: Session) -> None:
-            leases.verify(session, held)
+        def admit(session: Session, entries: Sequence[Entry]) -> list[LeaseLost | None]:
+            return leases.verify_many(session, [claim_of[id(e)] for e in entries])
 
-        def update_tracking(session: Session, result: ArchiveResult) -> None:
-            row = tracking.load(session, wf, job_id)
-            values = self.policy.after_success(row, self.now(), result.status, result.is_terminal)
-            tracking.apply(session, wf, job_id, {**values, **leases.RELEASED})
+        def update_tracking(session: Session, done: Sequence[tuple[Entry, ArchiveResult]]) -> None:
+            rows = tracking.load_many(session, [(r.workflow_id, r.job_id) for _, r in done])
+            now = self.now()
+            changes = []
+            for _, result in done:
+                key = (result.workflow_id, result.job_id)
+                values = self.policy.after_success(
+                    rows.get(key, {}), now, result.status, result.is_terminal
+                )
+                changes.append((key, {**values, **leases.RELEASED}))
+            tracking.apply_many(session, changes)
 
-        try:
-            result = archive_one(
-                self.sessions,
-                body,
-                fetched_at,
-                workflow_id=wf,
-                job_id=job_id,
-                classifier=self.classifier,
-                on_begin=check_lease,
-                before_commit=update_tracking,
-            )
-        except LeaseLost as exc:
-            log.warning("%s", exc)
-            return JobOutcome(wf, job_id, "lost", error=str(exc), reason="lease_lost")
-        except ArchiverError as exc:
-            return self._record_failure(held, run_id, exc)
-        except DBAPIError as exc:
-            if isinstance(exc, OperationalError) or exc.connection_invalidated:
-                raise  # the database is unreachable: the pass fails, the daemon retries later
-            message = f"database refused the job: {describe_error(exc)}"
-            return self._record_failure(held, run_id, exc, message=message)
-        return JobOutcome(
-            wf, job_id, result.outcome, result.changes, result.problems, result.status
+        outcomes = archive_batch(
+            self.sessions,
+            [f.entry for f in fetched],
+            classifier=self.classifier,
+            admit=admit,
+            before_commit=update_tracking,
         )
+        return [
+            self._outcome(f.held, got, run_id) for f, got in zip(fetched, outcomes, strict=True)
+        ]
+
+    def _outcome(self, held: Claim, got: ArchiveResult | Exception, run_id: int) -> JobOutcome:
+        wf, job_id = held.workflow_id, held.job_id
+        if isinstance(got, ArchiveResult):
+            return JobOutcome(wf, job_id, got.outcome, got.changes, got.problems, got.status)
+        if isinstance(got, LeaseLost):
+            log.warning("%s", got)
+            return JobOutcome(wf, job_id, "lost", error=str(got), reason="lease_lost")
+        if isinstance(got, ArchiverError):
+            return self._record_failure(held, run_id, got)
+        if isinstance(got, DBAPIError):
+            message = f"database refused the job: {describe_error(got)}"
+            return self._record_failure(held, run_id, got, message=message)
+        return self._unexpected(held, run_id, got)
 
     def _record_failure(
         self,
@@ -293,6 +317,16 @@ class SyncPass:
             return JobOutcome(wf, job_id, "lost", error=str(lost), reason="lease_lost")
         log.warning("%s/%s failed: %s", wf, job_id, message)
         return JobOutcome(wf, job_id, "failed", error=message, reason=reason)
+
+
+class _Fetched:
+    """A fetched body waiting for its batch."""
+
+    __slots__ = ("entry", "held")
+
+    def __init__(self, held: Claim, body: str, fetched_at: datetime) -> None:
+        self.held = held
+        self.entry = Entry(body, fetched_at, held.workflow_id, held.job_id)
 
 
 def _reason(exc: Exception) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, func, or_, select, tuple_, update
+from sqlalchemy import CursorResult, and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.config import Settings
@@ -290,6 +290,32 @@ def load(session: Session, workflow_id: str, job_id: str) -> dict[str, Any]:
         .first()
     )
     return dict(row) if row else {}
+
+
+def load_many(
+    session: Session, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """``load`` for a batch of jobs in one query."""
+    if not keys:
+        return {}
+    rows = session.execute(
+        select(TRACKED).where(tuple_(TRACKED.c.workflow_id, TRACKED.c.job_id).in_(list(keys)))
+    ).mappings()
+    return {(r["workflow_id"], r["job_id"]): dict(r) for r in rows}
+
+
+_BY_KEY = update(TRACKED).where(
+    TRACKED.c.workflow_id == bindparam("b_wf"), TRACKED.c.job_id == bindparam("b_job")
+)
+
+
+def apply_many(session: Session, changes: Sequence[tuple[tuple[str, str], dict[str, Any]]]) -> None:
+    """``apply`` for a batch: one statement per set of columns, run with every job's values."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for (wf, job_id), values in changes:
+        groups.setdefault(tuple(values), []).append({"b_wf": wf, "b_job": job_id, **values})
+    for rows in groups.values():
+        session.execute(_BY_KEY, rows)
 
 
 def unique(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ Rules (documented in the README, pinned by tests/test_values.py):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -249,6 +250,12 @@ def parse_timestamp(raw: Any) -> Parsed[datetime]:
         return Parsed(_EPOCH + timedelta(microseconds=round(raw * 1_000_000)))
     if not isinstance(raw, str):
         return Parsed(None, f"expected a timestamp, got {_describe(raw)}")
+    return _parse_timestamp_text(raw)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_timestamp_text(raw: str) -> Parsed[datetime]:
+    """Cached: a job's tasks and its successive polls repeat the same few timestamps."""
     text = raw.strip()
     if not text:
         return Parsed(None)

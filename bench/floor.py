@@ -9,12 +9,14 @@ decides to write, and keeps working while ``archiver/`` changes: nothing here kn
 How: a second database gets the same migrated schema. After the archiver's phase, for each job,
 the rows of every table holding jobs' data are compared between the archiver's database (after)
 and the floor's (before, which equals the archiver's before the phase). The differences become the
-bare-driver statements a minimal archiver would issue in one transaction per job:
+bare-driver statements a minimal archiver would issue, in one transaction per batch of ``CHUNK``
+jobs (the archiver's own batch, ``archiver.ingest.BATCH_JOBS``), each statement run once per batch
+with every job's parameter sets:
 
-* one point read of the job's current row (any change detection needs the stored state);
+* one read of the batch's current job rows (any change detection needs the stored state);
 * new rows: the dialect upsert on the table's natural key (plain INSERT for append-only tables);
-* changed rows: an UPDATE of the changed columns only; when every row of the job in a table got
-  the same new value (``last_seen_at`` moving), one set-based UPDATE for the job instead;
+* changed rows: an UPDATE of the changed columns only; when every row of a job in a table got
+  the same new value (``last_seen_at`` moving), one set-based UPDATE per job instead;
 * vanished rows: DELETE by natural key.
 
 Building the statements is not timed; only executing them and committing is. Jobs are replayed
@@ -33,9 +35,10 @@ from typing import Any
 from sqlalchemy import inspect
 
 from archiver import db
+from archiver.ingest import BATCH_JOBS
 from bench.backends import Database
 
-CHUNK = 200  # jobs whose statements are built before the clock runs again
+CHUNK = BATCH_JOBS  # jobs per transaction, as the archiver batches them
 JobKey = tuple[str, str]
 
 
@@ -101,12 +104,7 @@ class Floor:
         if self.backend != "sqlite":
             self.src.autocommit = True  # reads only; never hold a snapshot while the archiver runs
         self.marks: dict[str, int] = {}
-        names = {t.name for t in self.tables}
-        self.read_sql = (
-            f"SELECT * FROM jobs WHERE workflow_id = {self.ph} AND job_id = {self.ph}"
-            if "jobs" in names
-            else None
-        )
+        self.reads_jobs = "jobs" in {t.name for t in self.tables}
 
     def close(self) -> None:
         self.src.close()
@@ -124,10 +122,9 @@ class Floor:
         result = Replay()
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
-            plans = self._plan(chunk, result)
+            reads, plans = self._plan(chunk, result)
             began = time.perf_counter()
-            for ops in plans:
-                self._write(ops)
+            self._write(reads, plans)
             result.seconds += time.perf_counter() - began
             result.jobs += len(chunk)
         self.verify()
@@ -163,11 +160,21 @@ class Floor:
                 params.append(since)
             yield from con.execute(sql, params)
 
-    def _plan(self, chunk: Sequence[JobKey], result: Replay) -> list[list[Op]]:
+    def _reads(self, chunk: Sequence[JobKey]) -> list[Op]:
+        """The batch's current job rows: one query per workflow among its jobs."""
+        by_workflow: dict[str, list[str]] = defaultdict(list)
+        for wf, job in chunk:
+            by_workflow[wf].append(job)
+        out: list[Op] = []
+        for wf, jobs in by_workflow.items():
+            marks = ", ".join([self.ph] * len(jobs))
+            sql = f"SELECT * FROM jobs WHERE workflow_id = {self.ph} AND job_id IN ({marks})"
+            out.append((sql, [(wf, *jobs)]))
+        return out
+
+    def _plan(self, chunk: Sequence[JobKey], result: Replay) -> tuple[list[Op], list[list[Op]]]:
         plans: dict[JobKey, list[Op]] = {key: [] for key in chunk}
-        if self.read_sql is not None:
-            for key in chunk:
-                plans[key].append((self.read_sql, [key]))
+        reads = self._reads(chunk) if self.reads_jobs else []
         for table in self.tables:
             wf_at, job_at = table.columns.index("workflow_id"), table.columns.index("job_id")
             if table.key is None:
@@ -186,8 +193,8 @@ class Floor:
                 plans[key].extend(ops)
         if self.backend != "sqlite":
             self.dst.commit()  # end the read transaction before the clock starts
-        result.statements += sum(len(ops) for ops in plans.values())
-        return list(plans.values())
+        result.statements += len(reads) + len({sql for ops in plans.values() for sql, _ in ops})
+        return reads, list(plans.values())
 
     def _by_job(
         self, con: Any, table: Table, chunk: Sequence[JobKey], wf_at: int, job_at: int
@@ -271,24 +278,28 @@ class Floor:
 
     # --- writing (timed) ---------------------------------------------------------------------
 
-    def _write(self, ops: list[Op]) -> None:
-        """One job, one transaction, as the archiver's guarantee requires."""
+    def _write(self, reads: list[Op], plans: list[list[Op]]) -> None:
+        """One batch, one transaction; each statement once, with every job's parameter sets.
+
+        Jobs' rows keep their order within each statement, so ids follow each job's writes.
+        """
+        merged: dict[str, list[tuple[Any, ...]]] = {}
+        for ops in plans:
+            for sql, params in ops:
+                merged.setdefault(sql, []).extend(params)
         con = self.dst
         if self.backend == "sqlite":
             con.execute("BEGIN IMMEDIATE")
-            for sql, params in ops:
-                if len(params) == 1:
-                    con.execute(sql, params[0]).fetchall()
-                else:
-                    con.executemany(sql, params)
+            for sql, params in reads:
+                con.execute(sql, params[0]).fetchall()
+            for sql, params in merged.items():
+                con.executemany(sql, params)
             con.execute("COMMIT")
             return
         with con.cursor() as cur:
-            for sql, params in ops:
-                if len(params) == 1:
-                    cur.execute(sql, params[0])
-                    if cur.description is not None:
-                        cur.fetchall()
-                else:
-                    cur.executemany(sql, params)
+            for sql, params in reads:
+                cur.execute(sql, params[0])
+                cur.fetchall()
+            for sql, params in merged.items():
+                cur.executemany(sql, params)
         con.commit()

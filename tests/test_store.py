@@ -433,12 +433,20 @@ def test_a_poll_with_the_same_bytes_is_not_decoded(
         sessions, reordered, later + timedelta(minutes=9), workflow_id="wf-1", job_id="job-1"
     )
     assert len(decoded) == 1  # remembered: not decoded again
-    # without the ids (a file ingest) nothing is known before decoding: the full way, same answer
+    # without the ids (a file ingest) the digest finds the one job whose body this is
     assert archive_one(sessions, reordered, later + timedelta(minutes=10)).outcome == "unchanged"
-    assert len(decoded) == 2
+    assert len(decoded) == 1
     with sessions() as session:
         counts = [
             session.scalar(select(func.count()).select_from(m))
             for m in (JobSnapshot, JobVersion, JobChange)
         ]
     assert counts[:2] == [1, 1]  # no history from any of the repeats
+    # a body that does not name its workflow (a poll gave it) is not recognized without the ids:
+    # decoded, it is refused as it would be on an archive that never saw it
+    anonymous = json.dumps({k: v for k, v in payload.items() if k != "workflow_id"} | {"id": "j2"})
+    archive_one(sessions, anonymous, later, workflow_id="wf-1", job_id="j2")
+    assert len(decoded) == 2
+    with pytest.raises(PayloadError, match="no workflow_id"):
+        archive_one(sessions, anonymous, later + timedelta(minutes=10))
+    assert len(decoded) == 3
