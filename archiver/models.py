@@ -157,6 +157,7 @@ class Job(JobState, Base):
         Index(None, "status_class"),
         Index(None, "created_at"),
         Index(None, "created_by"),
+        Index(None, "body_sha256"),  # recognizing a repeated body before decoding it
     )
 
     id: Mapped[int] = _id()
