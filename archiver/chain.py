@@ -105,9 +105,11 @@ CHAINED_TABLES = tuple(COVERED)
 def encode(table: str, row: Mapping[str, Any]) -> bytes:
     """One spelling per row whatever database it was read back from (``as_text`` per value)."""
     values = [as_text(row[name]) for name in COVERED[table]]
-    return json.dumps([ENCODING, table, values], ensure_ascii=True, separators=(",", ":")).encode(
-        "ascii"
-    )
+    return _ENCODER.encode([ENCODING, table, values]).encode("ascii")
+
+
+# what json.dumps(ensure_ascii=True, separators=(",", ":")) builds on every call, built once
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
 
 def row_hash(prev: str, table: str, row: Mapping[str, Any]) -> str:

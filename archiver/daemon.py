@@ -7,9 +7,9 @@ neither overlaps the next nor causes a burst after it. Each pass claims its jobs
 SQLite one daemon per file is enforced with a lock file.
 
 A pass that fails (database unreachable, sessions killed) is logged and counted; the next one
-simply tries again, and nothing is half-written because every job is its own transaction. Each
-pass first gives back leases a failed pass could not release, and the first pass that works
-after failures closes the runs they interrupted and writes the outage (how long, how many
+simply tries again, and nothing is half-written because every job is written whole in one
+transaction. Each pass first gives back leases a failed pass could not release, and the first pass
+that works after failures closes the runs they interrupted and writes the outage (how long, how many
 passes, why) into ``sync_errors``. A
 rejected key pauses polling: passes then probe with one job at a time until the key works again.
 """

@@ -7,6 +7,7 @@ the log sees one spelling per value on every database).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,18 +18,29 @@ from archiver.jsonload import canonical
 
 def as_text(value: Any) -> str | None:
     """The change log's spelling: ISO-8601 ``Z`` times, plain decimals, canonical JSON."""
+    kind = type(value)
+    if kind is str:  # most values: checked first, as every history row's hash spells each one
+        return value
     if value is None:
         return None
+    if kind is datetime:
+        return _time_text(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
         text = format(value.normalize(), "f")
         return "0" if text in ("-0", "0") else text
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return _time_text(value)
     if isinstance(value, int | str):
         return str(value)
     return canonical(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _time_text(value: datetime) -> str:
+    """Cached: the rows of one job's archive share a few observation times."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def same(old: Any, new: Any) -> bool:

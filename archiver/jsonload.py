@@ -96,7 +96,11 @@ def loads(text: str | bytes) -> Decoded:
 
 def canonical(value: Any) -> str:
     """One text per JSON value (sorted keys, no whitespace, ASCII) so equal payloads hash equal."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return _CANONICAL.encode(value)
+
+
+# json.dumps with these options builds an encoder per call; hashing calls this per value
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 _WS = re.compile(r"[ \t\n\r]*")

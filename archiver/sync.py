@@ -1,7 +1,8 @@
-"""One sync pass: fetch every due tracked job once, archive each in its own transaction.
+"""One sync pass: fetch every due tracked job once and archive it with its tracking row.
 
-Fetches run on a bounded thread pool under a global rate limit; the archive write, the tracking
-row update and the snapshot go into one transaction per job. A rejected API key stops the pass
+Fetches run on a bounded thread pool under a global rate limit; the pass's own thread archives
+the bodies that have arrived in batches (``archiver.ingest.archive_batch``), each job's history and
+tracking row in the batch's one transaction. A rejected API key stops the pass
 at once (every other request would be rejected too); other failures are recorded per job and
 the pass goes on. Jobs come either from the due list (one process) or from leases claimed batch
 by batch (several processes on one database, see ``archiver.leases``).

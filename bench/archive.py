@@ -33,8 +33,8 @@ class Archiver:
         outcomes: Counter[str] = Counter()
         start = time.perf_counter()
         bodies, at = phase.bodies, phase.fetched_at
-        for start in range(0, len(bodies), BATCH_JOBS):
-            batch = [Entry(body, at) for body in bodies[start : start + BATCH_JOBS]]
+        for first in range(0, len(bodies), BATCH_JOBS):
+            batch = [Entry(body, at) for body in bodies[first : first + BATCH_JOBS]]
             for result in archive_batch(self.sessions, batch):
                 outcomes[getattr(result, "outcome", type(result).__name__)] += 1
         seconds = time.perf_counter() - start
