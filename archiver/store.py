@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import operator
 import re
 import weakref
 from collections import defaultdict
@@ -205,17 +206,29 @@ class _Prepared:
 
             return serialize
 
-        steps = tuple(
-            (n, once(p) if p is not None and j else p)
-            for n, p, j in zip(self.names, self.processors, self.json, strict=True)
-        )
-        if self.positional:
-            return [tuple(row[n] if p is None else p(row[n]) for n, p in steps) for row in rows]
-        keys = self.keys
-        return [
-            dict(zip(keys, (row[n] if p is None else p(row[n]) for n, p in steps), strict=True))
-            for row in rows
+        steps = [
+            (i, once(p) if j else p)
+            for i, (p, j) in enumerate(zip(self.processors, self.json, strict=True))
+            if p is not None
         ]
+        get = self.getter
+        out: list[Any] = []
+        for row in rows:
+            values = list(get(row))
+            for i, process in steps:
+                values[i] = process(values[i])
+            out.append(values)
+        if self.positional:
+            return [tuple(values) for values in out]
+        keys = self.keys
+        return [dict(zip(keys, values, strict=True)) for values in out]
+
+    @property
+    def getter(self) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
+        names = self.names
+        if len(names) == 1:
+            return lambda row: (row[names[0]],)
+        return operator.itemgetter(*names)
 
 
 @functools.lru_cache(maxsize=128)

@@ -318,11 +318,14 @@ def clean_text(raw: Any, limit: int | None = None) -> Parsed[str]:
     return Parsed(text, problem)
 
 
+_INT_ONLY = frozenset({int})
+
+
 def clean_json(raw: Any) -> Parsed[Any]:
     """A JSON value safe for every database's JSON column (strings cleaned like ``clean_text``)."""
     if raw is None or isinstance(raw, bool | int | float):
         return Parsed(raw)
-    if isinstance(raw, list) and all(type(v) is int for v in raw):
+    if isinstance(raw, list) and set(map(type, raw)) <= _INT_ONLY:  # the type test runs in C
         return Parsed(raw)  # the usual shape: bytes of a document as a list of small ints
     # Fast path in C: the arrays are mostly long lists of small ints with nothing to clean.
     text = json.dumps(raw, ensure_ascii=False)
