@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import operator
 import re
 import weakref
 from collections import defaultdict
@@ -172,7 +171,7 @@ class Writes:
                 connection.exec_driver_sql(prepared.sql, prepared.parameters(rows, serialized))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Prepared:
     """A statement compiled once for a dialect, with the bind processors of its parameters.
 
@@ -206,29 +205,48 @@ class _Prepared:
 
             return serialize
 
-        steps = [
-            (i, once(p) if j else p)
-            for i, (p, j) in enumerate(zip(self.processors, self.json, strict=True))
-            if p is not None
-        ]
-        get = self.getter
-        out: list[Any] = []
-        for row in rows:
-            values = list(get(row))
-            for i, process in steps:
-                values[i] = process(values[i])
-            out.append(values)
-        if self.positional:
-            return [tuple(values) for values in out]
-        keys = self.keys
-        return [dict(zip(keys, values, strict=True)) for values in out]
+        return self.convert(rows, once)
 
-    @property
-    def getter(self) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
-        names = self.names
-        if len(names) == 1:
-            return lambda row: (row[names[0]],)
-        return operator.itemgetter(*names)
+    @functools.cached_property
+    def convert(self) -> Callable[..., list[Any]]:
+        """``convert(rows, once)``: one function per statement, written out column by column.
+
+        Generated (as ``dataclasses`` generates ``__init__``) because a loop over the columns
+        calling a processor or not, per value, cost as much again as the processors themselves.
+        """
+        namespace: dict[str, Any] = {}
+        setup, values = [], []
+        for i, (name, process, is_json) in enumerate(
+            zip(self.names, self.processors, self.json, strict=True)
+        ):
+            value = f"row[{name!r}]"
+            if process is not None:
+                namespace[f"p{i}"] = process
+                if is_json:
+                    setup.append(f"    j{i} = once(p{i})\n")
+                value = f"{'j' if is_json else 'p'}{i}({value})"
+            values.append(value)
+        if self.positional:
+            built = "(" + "".join(f"{v}, " for v in values) + ")"
+        else:
+            built = (
+                "{" + ", ".join(f"{k!r}: {v}" for k, v in zip(self.keys, values, strict=True)) + "}"
+            )
+        source = (
+            "def convert(rows, once):\n"
+            + "".join(setup)
+            + f"    return [{built} for row in rows]\n"
+        )
+        exec(source, namespace)  # noqa: S102 - names and keys are SQLAlchemy's bind names
+        return namespace["convert"]
+
+
+@functools.lru_cache(maxsize=8)
+def _time_processor(dialect: Any) -> Callable[[Any], Any] | None:
+    """One cache for every time column: a batch repeats a few times on many rows (a job's
+    observation time on each of its history rows, a task's times on its two rows)."""
+    process = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    return None if process is None else functools.lru_cache(maxsize=16384)(process)
 
 
 @functools.lru_cache(maxsize=128)
@@ -241,11 +259,10 @@ def _prepared(kind: str, dialect: Any, columns: tuple[str, ...]) -> _Prepared:
     types = [compiled.binds[n].type for n in names]
     processors = []
     for kind_of in types:
-        process = kind_of.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None and isinstance(kind_of, UTCDateTime):
-            # pure, and a batch repeats a few times (a job's observation time on all its rows)
-            process = functools.lru_cache(maxsize=4096)(process)
-        processors.append(process)
+        if isinstance(kind_of, UTCDateTime):
+            processors.append(_time_processor(dialect))
+        else:
+            processors.append(kind_of.dialect_impl(dialect).bind_processor(dialect))
     return _Prepared(
         sql=compiled.string,
         names=names,
