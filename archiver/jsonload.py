@@ -47,8 +47,13 @@ def _check_depth(value: Any) -> None:
         below: list[Any] = []
         for node in level:
             children = node.values() if type(node) is dict else node
+            if _CONTAINERS.isdisjoint(map(type, children)):  # most arrays hold only scalars: C
+                continue
             below.extend([c for c in children if type(c) is list or type(c) is dict])
         level, depth = below, depth + 1
+
+
+_CONTAINERS = frozenset({list, dict})
 
 
 def loads(text: str | bytes) -> Decoded:
@@ -63,11 +68,13 @@ def loads(text: str | bytes) -> Decoded:
     duplicates: list[str] = []
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in obj:
-                duplicates.append(key)
-            obj[key] = value
+        obj = dict(pairs)  # the last value of a repeated key wins, as in json.loads
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    duplicates.append(key)
+                seen.add(key)
         return obj
 
     try:

@@ -105,6 +105,6 @@ def test_the_profile_names_every_stage_and_accounts_for_the_whole_phase() -> Non
             stage, share = (cell.strip() for cell in line.strip("|").rsplit("|", 1))
             shares[stage] = int(share.rstrip("%"))
     assert set(shares) >= {"parse fields into typed columns", "commit"}, done.stdout
-    assert len(shares) == 8, done.stdout
+    assert len(shares) == 9, done.stdout
     assert 95 <= sum(shares.values()) <= 105, shares  # the stages and the rest make the whole
     assert done.stdout.startswith("mutated phase, 10 jobs, sqlite:"), done.stdout
