@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from http_helpers import ScriptedServer, echo_job, error
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from tcp_proxy import TcpProxy
@@ -110,6 +110,44 @@ def test_pass_archives_reports_metrics_and_releases_leases(
     assert daemon.pass_once().due == 6  # due again (tiny poll interval): claimed again
     with sessions() as session:
         assert set(session.scalars(select(TrackedJob.claim_token))) == {2}
+
+
+def test_a_lease_lost_inside_a_batch_keeps_only_that_job_out(
+    sessions: sessionmaker[Session], db_url: str
+) -> None:
+    """The pass archives what its threads fetched in one transaction: a job whose lease another
+    worker took meanwhile is left out of it (written nothing, its lease untouched), the others
+    go in with their tracking rows."""
+    with ScriptedServer() as server:
+        server.always(echo_job)
+        track(sessions, [("w", "a"), ("w", "b"), ("w", "c")])
+        now = datetime.now(UTC)
+        with sessions.begin() as session:
+            held = leases.claim(session, "worker-A", now, 10, lease_seconds=600)
+        with sessions.begin() as session:  # worker B takes b over (an expired lease, say)
+            session.execute(
+                update(TrackedJob)
+                .where(TrackedJob.job_id == "b")
+                .values(lease_owner="worker-B", claim_token=TrackedJob.claim_token + 1)
+            )
+        settings = daemon_settings(db_url, server.url)
+        sync = SyncPass(
+            sessions,
+            ApiClient(settings),
+            policy=tracking.PollingPolicy.from_settings(settings),
+            classifier=DEFAULT_CLASSIFIER,
+            concurrency=3,
+        )
+        outcomes: dict[str, str] = {}
+        summary = sync.run(claims=held, on_job=lambda o: outcomes.update({o.job_id: o.outcome}))
+    assert outcomes == {"a": "new", "b": "lost", "c": "new"}
+    assert (summary.counts["new"], summary.counts["lost"]) == (2, 1)
+    with sessions() as session:
+        assert sorted(session.scalars(select(Job.job_id))) == ["a", "c"]
+        rows = {r.job_id: r for r in session.scalars(select(TrackedJob))}
+    assert rows["b"].lease_owner == "worker-B" and rows["b"].last_polled_at is None
+    assert [rows[j].lease_owner for j in ("a", "c")] == [None, None]
+    assert all(rows[j].last_polled_at is not None for j in ("a", "c"))
 
 
 def test_health_fails_when_passes_stop_succeeding(
