@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from archiver.errors import ArchiverError
@@ -259,11 +259,15 @@ def reopen_period(
 
 
 def _lock_period(session: Session, period: str) -> None:
-    """Two closes of one month must not race: serialize on the month's statements."""
+    """Two closes (or reopens) must not race: they queue on one row every archive has.
+
+    Locking the month's own statements is not enough: before its first close a month has none,
+    so two closes would both find nothing to lock, nothing closed, and both insert. The schema
+    version row always exists; closing is rare, so serializing every close on it costs nothing.
+    SQLite needs nothing: ``BEGIN IMMEDIATE`` already makes writers queue.
+    """
     if session.get_bind().dialect.name != "sqlite":
-        session.execute(
-            select(STATEMENTS.c.id).where(STATEMENTS.c.period_month == period).with_for_update()
-        ).all()
+        session.execute(text("SELECT version_num FROM alembic_version FOR UPDATE")).all()
 
 
 def _log(

@@ -7,6 +7,7 @@ and must be detected and named: which table, which row, which kind of break.
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from archiver.models import (
     SNAPSHOTS,
     STATEMENT_LINES,
     TASK_VERSIONS,
+    PeriodStatement,
 )
 from archiver.payload import JOB_FIELDS, TASK_FIELDS
 from archiver.rebuild import rebuild
@@ -485,6 +487,41 @@ def test_a_closed_period_keeps_its_figures_and_books_later_movements_as_adjustme
     with sessions() as session:
         _, breaks = periods.verify_statements(session)
     assert [(b.table, b.kind) for b in breaks] == [("period_statements", "edited")]
+
+
+def test_two_closes_of_one_month_at_once_leave_one_statement(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Before its first close a month has no row to lock: the second close must still wait for
+    the first and then find the month closed, not write a second statement."""
+    build_small(sessions)
+    first = sessions()
+    periods.close_period(first, "2026-10", "first", now=NOW)  # not committed yet
+    outcome: dict[str, str] = {}
+
+    def second() -> None:
+        with sessions() as session:
+            try:
+                periods.close_period(session, "2026-10", "second", now=NOW)
+                session.commit()
+                outcome["second"] = "closed"
+            except ArchiverError as exc:
+                outcome["second"] = str(exc)
+
+    thread = threading.Thread(target=second, daemon=True)
+    thread.start()
+    thread.join(1.0)
+    try:
+        assert thread.is_alive(), outcome  # queued behind the first close
+    finally:
+        first.commit()
+        first.close()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert "already closed" in outcome["second"]
+    with sessions() as session:
+        closed_by = session.scalars(select(PeriodStatement.closed_by)).all()
+    assert closed_by == ["first"]
 
 
 def test_reopening_is_logged_and_the_live_figures_return(db_url: str) -> None:
