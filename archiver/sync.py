@@ -230,7 +230,11 @@ class SyncPass:
             return self._unexpected(held, run_id, exc)
         # Only the body goes on: the store decodes it again (keeping it verbatim, duplicate
         # keys included), and the client's decoded copy would double a large job's memory.
-        return _Fetched(held, fetched.body, fetched.fetched_at)
+        done = _Fetched(held, fetched.body, fetched.fetched_at)
+        # hashed here, beside the other fetches (hashlib lets go of the interpreter while it
+        # hashes), not on the writer's thread, which every job of the pass waits for
+        done.entry.digest()
+        return done
 
     def _unexpected(self, held: Claim, run_id: int, exc: Exception) -> JobOutcome:
         log.debug("unexpected failure for %s/%s", held.workflow_id, held.job_id, exc_info=exc)
