@@ -38,16 +38,21 @@ EXPECTED = [
 ]
 
 
-def test_tiny_run_prints_every_row_with_positive_figures(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", *TINY, "--json", str(out)],
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS`` from the repository root, as a user runs the benchmarks."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_tiny_run_prints_every_row_with_positive_figures(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = run_module("bench", *TINY, "--json", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     rows = result["rows"]
@@ -71,14 +76,7 @@ def test_tiny_run_prints_every_row_with_positive_figures(tmp_path: Path) -> None
 
 
 def test_audit_bench_verifies_and_rebuilds_a_small_archive() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.audit", "--jobs", "15", "--runs", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_module("bench.audit", "--jobs", "15", "--runs", "1")
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| archiver ")]
     assert [r.split("|")[1].strip() for r in rows] == [
@@ -90,14 +88,7 @@ def test_audit_bench_verifies_and_rebuilds_a_small_archive() -> None:
 
 def test_the_profile_names_every_stage_and_accounts_for_the_whole_phase() -> None:
     """``python -m bench.profile`` is how bench/README explains the targets out of reach."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.profile", "--jobs", "10", "--phase", "mutated"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_module("bench.profile", "--jobs", "10", "--phase", "mutated")
     assert done.returncode == 0, done.stderr[-3000:]
     shares = {}
     for line in done.stdout.splitlines():
