@@ -7,6 +7,7 @@ Input forms, each yielding one or more payloads:
 Any object may be an envelope ``{"fetched_at": "<ISO-8601>", "payload": {...}}`` to give its own
 fetch time; otherwise ``--fetched-at`` applies, else the time of the ingest. A bad payload is
 reported with its file and line and recorded in ``sync_errors``; the others are still archived.
+Payloads go to the database in batches (``archive_batch``), each job whole in one transaction.
 """
 
 from __future__ import annotations
@@ -203,23 +204,46 @@ def archive_batch(
 
     Many jobs share the transaction (and each statement) because per-job statements and commits
     were most of an archive's cost. A job is still all or nothing: a payload refused while being
-    read writes nothing and its neighbours go on; if the batch itself fails (a conflict with a
-    concurrent writer, a row the database refuses, a defect) it is rolled back and every job is
-    archived again in a transaction of its own, so one bad job costs its neighbours only time.
-    Raises only when the database is gone (what was committed before stays committed).
+    read writes nothing and its neighbours go on; if the batch itself fails (a row the database
+    refuses, a defect) it is rolled back and every job is archived again in a transaction of its
+    own, so one bad job costs its neighbours only time. A conflict with a concurrent writer (a
+    deadlock between two batches that share jobs) runs the whole batch once more first.
+
+    Raises only when the database is gone before anything of the batch was committed. If it goes
+    while the jobs are being archived one by one, the jobs committed so far keep their results
+    and every later entry gets the error (``database_gone`` tells it apart): report those, then
+    stop.
     """
     if len(entries) > 1:
+        for attempt in (1, 2):
+            try:
+                with sessions.begin() as session:
+                    return _archive_entries(session, entries, classifier, admit, before_commit)
+            except Exception as exc:
+                if database_gone(exc):
+                    raise
+                if attempt == 1 and isinstance(exc, DBAPIError) and is_retryable(exc):
+                    log.info("a batch of %d jobs met a concurrent writer; again", len(entries))
+                    time.sleep(0.05)
+                    continue
+                log.info("a batch of %d jobs failed (%s); one by one", len(entries), exc)
+                break
+    results: list[Result] = []
+    for entry in entries:
+        if results and database_gone(results[-1]):
+            results.append(results[-1])
+            continue
         try:
-            with sessions.begin() as session:
-                return _archive_entries(session, entries, classifier, admit, before_commit)
-        except Exception as exc:
-            if _database_gone(exc):
-                raise
-            log.info("a batch of %d jobs failed (%s); archiving them one by one", len(entries), exc)
-    return [_archive_alone(sessions, e, classifier, admit, before_commit) for e in entries]
+            results.append(_archive_alone(sessions, entry, classifier, admit, before_commit))
+        except DBAPIError as exc:  # gone (_archive_alone raises nothing else)
+            if not results:
+                raise  # nothing of this batch was written: the caller stops at once
+            results.append(exc)  # the jobs before it keep their results
+    return results
 
 
-def _database_gone(exc: BaseException) -> bool:
+def database_gone(exc: object) -> bool:
+    """The database cannot be reached (or dropped the session): stop, rather than go on."""
     if not isinstance(exc, DBAPIError) or is_retryable(exc):
         return False
     return isinstance(exc, OperationalError) or bool(exc.connection_invalidated)
@@ -383,7 +407,8 @@ def ingest(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     on_result: Callable[[Item, ArchiveResult | None, str | None], None] | None = None,
 ) -> Summary:
-    """Archive every item, each in its own transaction; failures are recorded, not fatal."""
+    """Archive every item (in batches, each job whole in one transaction); failures are recorded,
+    not fatal, unless the database goes away."""
     summary = Summary()
     with sessions.begin() as session:
         run_id = runs.start_run(session, "ingest", now())
@@ -393,6 +418,9 @@ def ingest(
         outcomes = iter(archive_batch(sessions, entries, classifier=classifier))
         for item in batch:
             outcome = next(outcomes) if item.error is None else None
+            if isinstance(outcome, DBAPIError) and database_gone(outcome):
+                # the database went away: what was committed is reported above; stop here
+                raise outcome
             result = outcome if isinstance(outcome, ArchiveResult) else None
             error: str | None = item.error
             ids: tuple[str | None, str | None] = (None, None)

@@ -1,7 +1,8 @@
 """Rebuild an archive from its raw evidence: replay ``job_snapshots`` into an empty database.
 
-Every distinct payload was kept verbatim, in the order it arrived, so replaying the snapshots in
-that order (by id) through the same ``store.archive`` reproduces the current tables, versions,
+Every distinct payload was kept verbatim, each job's in the order it arrived, so replaying the
+snapshots in id order (which follows each job's arrival order; jobs archived in one batch may
+interleave) through the same ``store.archive`` reproduces the current tables, versions,
 change log and even the hash chains. That makes a rebuild two things: a proof that the derived
 tables are what the evidence says (``compare`` shows any difference), and the upgrade path after
 a parser fix (rebuild into a new database, compare with ``--dry-run``, then switch the URL).

@@ -167,7 +167,10 @@ class Writes:
         for kind in _STATEMENTS:
             rows = self.params.get(kind)
             if rows:
-                prepared = _prepared(kind, dialect, tuple(rows[0]))
+                columns = tuple(rows[0])
+                # every row of a kind comes from one builder; a stray key would be dropped
+                assert all(len(row) == len(columns) for row in rows), kind
+                prepared = _prepared(kind, dialect, columns)
                 connection.exec_driver_sql(prepared.sql, prepared.parameters(rows, serialized))
 
 
@@ -317,7 +320,10 @@ _VAL_ERRORS_OF = (
 
 
 def _locking(session: Session, query: Any) -> Any:
-    """Rows are locked in key order, so two writers of overlapping batches queue, not deadlock."""
+    """Each query locks its rows in key order. A batch locks in two rounds (bodies recognized by
+    digest, then the jobs it plans), so two writers whose batches share jobs can still deadlock;
+    the database then rolls one back and ``archive_batch`` runs it again. Workers that share a
+    database by leases never hold the same job."""
     return query if session.get_bind().dialect.name == "sqlite" else query.with_for_update()
 
 
@@ -361,9 +367,15 @@ def touch_same_bodies(
 ) -> list[ArchiveResult | None]:
     """Recognize bodies byte-identical to the archived ones without decoding them.
 
-    A body with known ids must match that job's digest; one without must match exactly one job
-    (a body carries its ids, so that is the job it came from). Matches get their last-seen times
+    A body must match exactly one job's digest, among the jobs of the ids the caller gives (a
+    body carries its ids, so that is the job it came from). Matches get their last-seen times
     moved (into ``writes``); the others are None, to be decoded and archived.
+
+    Without a given workflow the body must name one: ``identify`` refuses a body without its
+    workflow id, and a poll (which gives it) may have archived such a body. The check is on the
+    text, ``"workflow_id": "<the job's workflow>"`` anywhere in it, so a body that lacks the
+    top-level field but carries that same pair deeper (in ``spec``, say) is recognized as its
+    job's where decoding would refuse it; either way nothing is written but last-seen times.
     """
     out: list[ArchiveResult | None] = [None] * len(bodies)
     if not bodies:
@@ -376,15 +388,13 @@ def touch_same_bodies(
     claimed: set[JobKey] = set()
     for i, body in enumerate(bodies):
         rows = by_digest.get(body.digest, [])
+        if body.workflow_id is not None:  # what the caller knows must hold, as identify checks
+            rows = [r for r in rows if r["workflow_id"] == body.workflow_id]
         if body.job_id is not None:
-            rows = [
-                r
-                for r in rows
-                if (r["workflow_id"], r["job_id"]) == (body.workflow_id, body.job_id)
-            ]
+            rows = [r for r in rows if r["job_id"] == body.job_id]
         if len(rows) != 1:
             continue
-        if body.job_id is None and not _names_workflow(body.text, rows[0]["workflow_id"]):
+        if body.workflow_id is None and not _names_workflow(body.text, rows[0]["workflow_id"]):
             continue  # archived from a poll that gave the workflow: alone, the body is refused
         current = rows[0]
         key = (current["workflow_id"], current["job_id"])

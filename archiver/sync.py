@@ -27,7 +27,7 @@ from archiver import leases, malloc, runs, tracking
 from archiver.client import FetchedJob
 from archiver.db import describe_error
 from archiver.errors import ApiError, ArchiverError, AuthenticationError, PayloadError
-from archiver.ingest import Entry, archive_batch
+from archiver.ingest import Entry, archive_batch, database_gone
 from archiver.leases import Claim, LeaseLost
 from archiver.ratelimit import RateLimiter
 from archiver.statuses import StatusClassifier
@@ -241,7 +241,7 @@ class SyncPass:
         message = f"unexpected {type(exc).__name__}: {str(exc)[:300]}"
         return self._record_failure(held, run_id, exc, message=message)
 
-    def _archive(self, fetched: Sequence[_Fetched], run_id: int) -> list[JobOutcome]:
+    def _archive(self, fetched: Sequence[_Fetched], run_id: int) -> Iterator[JobOutcome]:
         """Archive fetched bodies in one transaction, each job's tracking row updated with it."""
         claim_of = {id(f.entry): f.held for f in fetched}
 
@@ -267,9 +267,10 @@ class SyncPass:
             admit=admit,
             before_commit=update_tracking,
         )
-        return [
-            self._outcome(f.held, got, run_id) for f, got in zip(fetched, outcomes, strict=True)
-        ]
+        for f, got in zip(fetched, outcomes, strict=True):
+            if isinstance(got, DBAPIError) and database_gone(got):
+                raise got  # the jobs before it are committed and were counted
+            yield self._outcome(f.held, got, run_id)
 
     def _outcome(self, held: Claim, got: ArchiveResult | Exception, run_id: int) -> JobOutcome:
         wf, job_id = held.workflow_id, held.job_id

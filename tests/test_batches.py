@@ -23,11 +23,12 @@ import pytest
 from archive_dump import ARCHIVE_TABLES, dump, first_difference
 from conftest import BACKENDS, fresh_database
 from sqlalchemy import func, insert, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import db, jobgen
 from archiver.errors import PayloadError
-from archiver.ingest import Entry, archive_batch, archive_one
+from archiver.ingest import Entry, archive_batch, archive_one, database_gone
 from archiver.models import JOBS, SNAPSHOTS, Job, JobSnapshot, Task
 from archiver.store import ArchiveResult
 from archiver.verify import verify
@@ -201,3 +202,54 @@ def test_the_same_job_twice_in_a_batch_applies_in_order(sessions: sessionmaker) 
         assert session.scalar(select(func.count()).select_from(JobSnapshot)) == 2
     with sessions() as session:
         assert verify(session).ok
+
+
+def test_an_outage_while_going_job_by_job_keeps_what_was_committed(
+    sessions: sessionmaker,
+) -> None:
+    """The batch fails (job x's row is refused), so its jobs go one by one; the database then
+    goes away at job b: a keeps its result (it is committed), b and c get the outage, and a
+    caller can report a before it stops."""
+    with sessions.begin() as session:
+        session.execute(
+            insert(SNAPSHOTS).values(
+                workflow_id="wf-1",
+                job_id="x",
+                sha256="0" * 64,
+                fetched_at=T0,
+                applied=True,
+                body="{}",
+                chain_seq=1,
+                prev_sha256="0" * 64,
+                row_sha256="0" * 64,
+            )
+        )
+    gone = OperationalError("COMMIT", {}, ConnectionError("server closed the connection"))
+
+    def lose_the_database_at_b(_session: Session, done: Any) -> None:
+        if [result.job_id for _, result in done] == ["b"]:
+            raise gone
+
+    bodies = [json.dumps(factories.job(name, tasks=1)) for name in ("a", "x", "b", "c")]
+    results = archive_batch(
+        sessions, [Entry(body, T0) for body in bodies], before_commit=lose_the_database_at_b
+    )
+
+    assert [type(r).__name__ for r in results] == [
+        "ArchiveResult",
+        "IntegrityError",
+        "OperationalError",
+        "OperationalError",
+    ]
+    assert [database_gone(r) for r in results] == [False, False, True, True]
+    with sessions() as session:
+        assert session.scalars(select(Job.job_id)).all() == ["a"]
+
+
+def test_a_repeated_body_given_another_workflow_is_refused(sessions: sessionmaker) -> None:
+    body = json.dumps(factories.job("j1", "wf-a", tasks=1))
+    archive_one(sessions, body, T0)
+    with pytest.raises(PayloadError, match="belongs to workflow 'wf-a', expected 'wf-b'"):
+        archive_one(sessions, body, T0 + timedelta(minutes=1), workflow_id="wf-b")
+    same = archive_one(sessions, body, T0 + timedelta(minutes=2), workflow_id="wf-a")
+    assert (same.workflow_id, same.outcome) == ("wf-a", "unchanged")
