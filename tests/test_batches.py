@@ -130,13 +130,14 @@ def test_batches_leave_the_archive_one_job_at_a_time_leaves(two_archives: Any, s
         assert verify(session).ok
 
 
-def test_a_job_the_database_refuses_costs_its_batch_only_time(sessions: sessionmaker) -> None:
-    # a forged first chain row makes the database refuse job "x"'s snapshot (unique position)
+def forge_first_chain_row(sessions: sessionmaker, job_id: str) -> None:
+    """A snapshot at chain position 1 for a job never archived: the database then refuses the
+    job's own first snapshot (the position is unique), whatever the database."""
     with sessions.begin() as session:
         session.execute(
             insert(SNAPSHOTS).values(
                 workflow_id="wf-1",
-                job_id="x",
+                job_id=job_id,
                 sha256="0" * 64,
                 fetched_at=T0,
                 applied=True,
@@ -146,6 +147,10 @@ def test_a_job_the_database_refuses_costs_its_batch_only_time(sessions: sessionm
                 row_sha256="0" * 64,
             )
         )
+
+
+def test_a_job_the_database_refuses_costs_its_batch_only_time(sessions: sessionmaker) -> None:
+    forge_first_chain_row(sessions, "x")
     bodies = [json.dumps(factories.job(name, tasks=3)) for name in ("a", "x", "b")]
     results = archive_batch(sessions, [Entry(body, T0) for body in bodies])
 
@@ -210,20 +215,7 @@ def test_an_outage_while_going_job_by_job_keeps_what_was_committed(
     """The batch fails (job x's row is refused), so its jobs go one by one; the database then
     goes away at job b: a keeps its result (it is committed), b and c get the outage, and a
     caller can report a before it stops."""
-    with sessions.begin() as session:
-        session.execute(
-            insert(SNAPSHOTS).values(
-                workflow_id="wf-1",
-                job_id="x",
-                sha256="0" * 64,
-                fetched_at=T0,
-                applied=True,
-                body="{}",
-                chain_seq=1,
-                prev_sha256="0" * 64,
-                row_sha256="0" * 64,
-            )
-        )
+    forge_first_chain_row(sessions, "x")
     gone = OperationalError("COMMIT", {}, ConnectionError("server closed the connection"))
 
     def lose_the_database_at_b(_session: Session, done: Any) -> None:
