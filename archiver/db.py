@@ -123,12 +123,12 @@ def upsert(
     columns = tuple(rows[0])
     targets = tuple(c for c in (columns if update is None else update) if c not in key)
     dialect = session.get_bind().dialect.name
-    stmt = _upsert_statement(dialect, table, tuple(key), targets)
+    stmt = upsert_statement(dialect, table, tuple(key), targets)
     session.execute(stmt, list(rows))
 
 
 @functools.lru_cache(maxsize=256)
-def _upsert_statement(dialect: str, table: Table, key: tuple[str, ...], update: tuple[str, ...]):
+def upsert_statement(dialect: str, table: Table, key: tuple[str, ...], update: tuple[str, ...]):
     """Built once per shape: constructing ``excluded`` proxies costs more than running it."""
     stmt: Any
     if dialect in ("sqlite", "postgresql"):

@@ -96,23 +96,14 @@ def claim(
 
 def verify(session: Session, held: Claim) -> None:
     """Lock the job's tracking row and make sure the claim still holds; else LeaseLost."""
-    if held.token is None:
-        return
-    query = select(TRACKED.c.claim_token).where(
-        TRACKED.c.workflow_id == held.workflow_id, TRACKED.c.job_id == held.job_id
-    )
-    if session.get_bind().dialect.name != "sqlite":
-        query = query.with_for_update()
-    current = session.scalar(query)
-    if current != held.token:
-        raise LeaseLost(
-            f"lease on {held.workflow_id}/{held.job_id} was lost (claim {held.token}, now "
-            f"{current}): another worker took it over; this worker wrote nothing for it"
-        )
+    lost = verify_many(session, [held])[0]
+    if lost is not None:
+        raise lost
 
 
 def verify_many(session: Session, claims: Sequence[Claim]) -> list[LeaseLost | None]:
-    """``verify`` for a batch in one query: per claim, None if it still holds, else LeaseLost."""
+    """Lock the claims' tracking rows (one query) and check each claim still holds: per claim,
+    None, or the LeaseLost that keeps its job out."""
     leased = [c for c in claims if c.token is not None]
     tokens: dict[tuple[str, str], int] = {}
     if leased:

@@ -26,7 +26,7 @@ from sqlalchemy import JSON, and_, bindparam, delete, insert, select, text, tupl
 from sqlalchemy.orm import Session
 
 from archiver.chain import Chain
-from archiver.db import _upsert_statement
+from archiver.db import upsert_statement
 from archiver.errors import ArchiverError, PayloadError
 from archiver.history import as_text, changed_fields
 from archiver.models import (
@@ -135,9 +135,9 @@ def _statement(kind: str, dialect: str, columns: tuple[str, ...]) -> Any:
         return _STATEMENTS[kind]
     table, key, kept = _UPSERTS[kind]
     if kind == "dep":
-        return _upsert_statement(dialect, table, key, ())
+        return upsert_statement(dialect, table, key, ())
     updated = tuple(c for c in columns if c not in key and c not in kept)
-    return _upsert_statement(dialect, table, key, updated)
+    return upsert_statement(dialect, table, key, updated)
 
 
 class Writes:
