@@ -155,7 +155,9 @@ def upsert_statement(dialect: str, table: Table, key: tuple[str, ...], update: t
 
 
 def migrations_path() -> Path:
-    return Path(str(resources.files("archiver") / "migrations"))
+    """The top-level ``migrations/`` of a checkout, installed as the ``archiver.migrations``
+    package (see pyproject.toml), so it is found from an editable or a plain install alike."""
+    return Path(str(resources.files("archiver.migrations")))
 
 
 def alembic_config(url: str | URL) -> Config:

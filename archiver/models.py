@@ -115,7 +115,7 @@ class TaskState:
 
 
 class Chained:
-    """Hash-chain columns of a history row (``archiver.chain``); NULL only on a row that the
+    """Hash-chain columns of a history row (``archiver.archive.chain``); NULL only on a row that the
     archiver did not write, which ``archiver verify`` reports."""
 
     chain_seq: Mapped[int | None]
@@ -364,8 +364,8 @@ class SyncError(Base):
 class PeriodStatement(Base):
     """A month's frozen cost statement (``archiver close-period``); in force until reopened.
 
-    ``sha256`` covers the statement and its lines (``archiver.periods``), so an edit to a closed
-    figure is caught by ``archiver verify``.
+    ``sha256`` covers the statement and its lines (``archiver.audit.periods``), so an edit to a
+    closed figure is caught by ``archiver verify``.
     """
 
     __tablename__ = "period_statements"

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from archiver import db
-from archiver.ingest import BATCH_JOBS, Entry, archive_batch
+from archiver.archive.ingest import BATCH_JOBS, Entry, archive_batch
 from bench.workload import Phase
 
 

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from archiver import db
-from archiver.rebuild import rebuild
-from archiver.verify import verify
+from archiver.audit.rebuild import rebuild
+from archiver.audit.verify import verify
 from bench.archive import Archiver
 from bench.workload import phases
 

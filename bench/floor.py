@@ -10,8 +10,8 @@ How: a second database gets the same migrated schema. After the archiver's phase
 the rows of every table holding jobs' data are compared between the archiver's database (after)
 and the floor's (before, which equals the archiver's before the phase). The differences become the
 bare-driver statements a minimal archiver would issue, in one transaction per batch of ``CHUNK``
-jobs (the archiver's own batch, ``archiver.ingest.BATCH_JOBS``), each statement run once per batch
-with every job's parameter sets:
+jobs (the archiver's own batch, ``archiver.archive.ingest.BATCH_JOBS``), each statement run once per
+batch with every job's parameter sets:
 
 * one read of the batch's current job rows (any change detection needs the stored state);
 * new rows: the dialect upsert on the table's natural key (plain INSERT for append-only tables);
@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import inspect
 
 from archiver import db
-from archiver.ingest import BATCH_JOBS
+from archiver.archive.ingest import BATCH_JOBS
 from bench.backends import Database
 
 CHUNK = BATCH_JOBS  # jobs per transaction, as the archiver batches them

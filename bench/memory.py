@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from archiver import db, tracking
+from archiver import db
 from archiver.config import Settings
-from archiver.simulator import Simulator
+from archiver.polling import tracking
+from archiver.sim.simulator import Simulator
 from bench.sync import FrozenClock
 from bench.workload import AT, SEED, TIME_SCALE
 
@@ -136,9 +137,9 @@ def child(
     url: str, api_url: str, api_key: str, concurrency: int = 8, stop_after: int = 0
 ) -> dict[str, float]:
     """One sync pass in this process (everything, stopped after ``stop_after`` jobs, if given)."""
-    from archiver.client import ApiClient
+    from archiver.api.client import ApiClient
+    from archiver.polling.sync import JobOutcome, SyncPass
     from archiver.statuses import DEFAULT_CLASSIFIER
-    from archiver.sync import JobOutcome, SyncPass
 
     settings = Settings(api_key=api_key, api_url=api_url, rate_limit=0.0, concurrency=concurrency)
     engine = db.make_engine(url)

@@ -26,18 +26,18 @@ from bench.workload import PHASES, phases
 # stage -> the functions (file suffix, name) whose cumulative time is the stage's; none of them
 # calls another stage's
 STAGES: dict[str, tuple[tuple[str, str], ...]] = {
-    "decode + identify (JSON, ids, canonical hash)": (("archiver/payload.py", "identify"),),
-    "parse fields into typed columns": (("archiver/payload.py", "_read_fields"),),
-    "hash chain (encode + SHA-256 per history row)": (("archiver/chain.py", "link"),),
+    "decode + identify (JSON, ids, canonical hash)": (("archiver/archive/payload.py", "identify"),),
+    "parse fields into typed columns": (("archiver/archive/payload.py", "_read_fields"),),
+    "hash chain (encode + SHA-256 per history row)": (("archiver/archive/chain.py", "link"),),
     "compare with the archived state (changed fields)": (
-        ("archiver/history.py", "changed_fields"),
+        ("archiver/archive/changelog.py", "changed_fields"),
     ),
     "read the archived state (jobs, tasks, body digests)": (
-        ("archiver/store.py", "_load_jobs"),
-        ("archiver/store.py", "_load_details"),
-        ("archiver/store.py", "touch_same_bodies"),
+        ("archiver/archive/store.py", "_load_jobs"),
+        ("archiver/archive/store.py", "_load_details"),
+        ("archiver/archive/store.py", "touch_same_bodies"),
     ),
-    "write: driver parameters (bind processors)": (("archiver/store.py", "parameters"),),
+    "write: driver parameters (bind processors)": (("archiver/archive/store.py", "parameters"),),
     "write: driver executemany (the database's work)": (("~", "<method 'executemany' of"),),
     "commit": (("~", "<method 'commit' of"),),
 }

@@ -15,8 +15,9 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 
-from archiver import db, jobgen
-from archiver.ingest import archive_one
+from archiver import db
+from archiver.archive.ingest import archive_one
+from archiver.sim import jobgen
 
 
 def payloads() -> list[str]:

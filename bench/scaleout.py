@@ -42,9 +42,10 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from archiver import db, tracking
+from archiver import db
 from archiver.models import Job, JobSnapshot, JobVersion, SyncError, TrackedJob
-from archiver.simulator import JOB_PATH_PREFIX, Faults, Response, Simulator
+from archiver.polling import tracking
+from archiver.sim.simulator import JOB_PATH_PREFIX, Faults, Response, Simulator
 
 REPO = Path(__file__).resolve().parents[1]
 DUE_IN = 1.5  # seconds after tracking at which the jobs all fall due (every worker is polling)

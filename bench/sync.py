@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from archiver import db, tracking
-from archiver.client import ApiClient
+from archiver import db
+from archiver.api.client import ApiClient
 from archiver.config import Settings
-from archiver.simulator import Simulator
+from archiver.polling import tracking
+from archiver.polling.sync import SyncPass
+from archiver.sim.simulator import Simulator
 from archiver.statuses import DEFAULT_CLASSIFIER
-from archiver.sync import SyncPass
 from bench import backends
 from bench.workload import AT, SEED, TIME_SCALE
 

@@ -1,7 +1,7 @@
 """The ingest workload: N jobs archived for the first time, the same N again, then a poll in which
 10% of them changed.
 
-Payloads come from the simulator's generator (``archiver.jobgen``): 10-30 tasks joined by
+Payloads come from the simulator's generator (``archiver.sim.jobgen``): 10-30 tasks joined by
 ``depends_on`` edges, 0-3 validation errors, taken mid-lifecycle (20 simulated minutes in, so
 jobs are queued, running or finished and every kind of field is filled). They are JSON text, as
 the API returns them, so every contender pays for decoding. The third phase re-sends all N (the
@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from archiver import jobgen
+from archiver.sim import jobgen
 
 SEED = 6
 AT = 20.0  # real seconds after the population's start at time scale 60: 20 simulated minutes

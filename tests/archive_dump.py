@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import db
-from archiver.jsonload import canonical
+from archiver.archive.jsonload import canonical
 from archiver.models import Base
 
 SURROGATE_COLUMNS = frozenset({"id", "sync_run_id"})  # differ by insert order and rollbacks

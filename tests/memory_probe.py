@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import factories
 
-from archiver import db, tracking
-from archiver.ingest import archive_one, ingest, read_items
+from archiver import db
+from archiver.archive.ingest import archive_one, ingest, read_items
+from archiver.polling import tracking
 
 T0 = datetime(2026, 10, 1, 10, tzinfo=UTC)
 MILLION = 1_000_000
@@ -106,11 +107,11 @@ def main(url: str, path: str, shape: str) -> dict[str, Any]:
 def _sync(sessions: Any, body: bytes, wf: str, job_id: str, peak: PeakGrowth) -> str:
     from http_helpers import Reply, ScriptedServer
 
-    from archiver.client import ApiClient
+    from archiver.api.client import ApiClient
     from archiver.config import Settings
-    from archiver.leases import Claim
+    from archiver.polling.leases import Claim
+    from archiver.polling.sync import SyncPass
     from archiver.statuses import DEFAULT_CLASSIFIER
-    from archiver.sync import SyncPass
 
     with sessions.begin() as session:
         tracking.track(session, [(wf, job_id)], T0)

@@ -1,6 +1,6 @@
 """A small archive built by ingesting a scripted sequence of payloads, for the reporting tests.
 
-Every expected answer in tests/test_reports.py is computed by hand from this script, so keep the
+Every expected answer in tests/reporting/test_reports.py is computed by hand from this script, so keep the
 timeline below in step with the code.
 
     job    workflow  created_by  created_at (UTC)     estimated  tasks (block)
@@ -37,8 +37,9 @@ from typing import Any
 
 import factories
 
-from archiver import db, runs
-from archiver.ingest import archive_one
+from archiver import db
+from archiver.archive import runs
+from archiver.archive.ingest import archive_one
 
 ZERO = "0001-01-01T00:00:00Z"
 

@@ -15,18 +15,18 @@ from http_helpers import Reply, ScriptedServer, echo_job, error
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from archiver import tracking
+from archiver.api.client import ApiClient, _retry_after
+from archiver.archive.ingest import archive_one, ingest, read_items
+from archiver.archive.payload import parse_payload
+from archiver.archive.values import parse_duration, parse_int
 from archiver.cli import cli
-from archiver.client import ApiClient, _retry_after
 from archiver.config import Settings
 from archiver.errors import ForbiddenError, PayloadError, RateLimitedError
-from archiver.ingest import archive_one, ingest, read_items
 from archiver.models import IngestProblem, Job, JobSnapshot, SyncError, Task
-from archiver.payload import parse_payload
+from archiver.polling import tracking
+from archiver.polling.sync import SyncPass
+from archiver.polling.tracking import PollingPolicy
 from archiver.statuses import DEFAULT_CLASSIFIER
-from archiver.sync import SyncPass
-from archiver.tracking import PollingPolicy
-from archiver.values import parse_duration, parse_int
 
 T0 = datetime(2026, 10, 1, 10, tzinfo=UTC)
 

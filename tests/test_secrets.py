@@ -40,16 +40,17 @@ from http_helpers import Recorded, Reply, ScriptedServer, echo_job, error, job
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from archiver import db, tracking
+from archiver import db
+from archiver.api.client import ApiClient
 from archiver.cli import cli
-from archiver.client import ApiClient
 from archiver.config import Settings, mask_url
-from archiver.daemon import Daemon
 from archiver.errors import ArchiverError
-from archiver.metrics import MonitoringServer
+from archiver.polling import tracking
+from archiver.polling.daemon import Daemon
+from archiver.polling.metrics import MonitoringServer
+from archiver.polling.sync import SyncPass
+from archiver.polling.tracking import PollingPolicy
 from archiver.statuses import DEFAULT_CLASSIFIER
-from archiver.sync import SyncPass
-from archiver.tracking import PollingPolicy
 
 KEY = "SENTINEL-KEY-4f9a2c7e81d3"
 PASSWORD = "SENTINEL-PW-7c31d9b2"

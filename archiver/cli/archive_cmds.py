@@ -11,6 +11,10 @@ from typing import Any
 import click
 from rich.console import Console
 
+from archiver.archive.ingest import Item, read_items
+from archiver.archive.ingest import ingest as run_ingest
+from archiver.archive.store import ArchiveResult
+from archiver.archive.values import parse_timestamp
 from archiver.cli.common import (
     Abort,
     build_settings,
@@ -20,13 +24,9 @@ from archiver.cli.common import (
     open_archive,
     status_map_option,
 )
-from archiver.ingest import Item, read_items
-from archiver.ingest import ingest as run_ingest
-from archiver.queries import job_history
-from archiver.render import history_json, history_table
+from archiver.reporting.queries import job_history
+from archiver.reporting.render import history_json, history_table
 from archiver.statuses import StatusClassifier
-from archiver.store import ArchiveResult
-from archiver.values import parse_timestamp
 
 
 def _parse_when(_ctx: Any, _param: Any, value: str | None) -> datetime | None:

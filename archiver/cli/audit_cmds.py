@@ -8,9 +8,9 @@ import json
 import click
 
 from archiver import db as dbmod
-from archiver import periods
-from archiver import rebuild as rebuildmod
-from archiver import verify as verifymod
+from archiver.audit import periods
+from archiver.audit import rebuild as rebuildmod
+from archiver.audit import verify as verifymod
 from archiver.cli.common import (
     Abort,
     build_settings,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from archiver import db as dbmod
-from archiver import grants
 from archiver.cli.common import (
     Abort,
     build_settings,
@@ -14,6 +13,7 @@ from archiver.cli.common import (
     open_archive,
     reported_errors,
 )
+from archiver.reporting import grants
 
 
 @cli.group()

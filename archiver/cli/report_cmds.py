@@ -10,7 +10,8 @@ from typing import Any
 import click
 from rich.console import Console
 
-from archiver import html_report, periods, reports
+from archiver.archive.values import parse_timestamp
+from archiver.audit import periods
 from archiver.cli.common import (
     Abort,
     F,
@@ -20,8 +21,8 @@ from archiver.cli.common import (
     format_option,
     open_archive,
 )
-from archiver.render import records, records_csv, records_json, records_table
-from archiver.values import parse_timestamp
+from archiver.reporting import html_report, reports
+from archiver.reporting.render import records, records_csv, records_json, records_table
 
 BLOCK_NOTE = "A job's whole cost counts under every block it used: rows do not add up to a total."
 NAME_AND_VERSION = ("block_name", "block_version")  # the table shows them as one `block`

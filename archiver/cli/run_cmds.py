@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from archiver import logs
 from archiver.cli.common import Abort, cli, database_option, reported_errors
 from archiver.cli.sync_cmds import api_options, api_settings
+from archiver.polling import logs
 
 
 @cli.command()
@@ -58,7 +58,7 @@ def run(
     **flags: Any,
 ) -> None:
     """Sync on a schedule until SIGINT/SIGTERM, then stop cleanly (exit 0)."""
-    from archiver.daemon import Daemon
+    from archiver.polling.daemon import Daemon
 
     logs.setup(log_format, log_level)
     settings = api_settings(database_url=database_url, **flags)

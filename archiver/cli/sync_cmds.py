@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from archiver.api.client import ApiClient
 from archiver.cli.common import (
     Abort,
     F,
@@ -19,11 +20,10 @@ from archiver.cli.common import (
     reported_errors,
     status_map_option,
 )
-from archiver.client import ApiClient
 from archiver.config import Settings
+from archiver.polling.sync import JobOutcome, SyncPass, SyncSummary
+from archiver.polling.tracking import PollingPolicy
 from archiver.statuses import StatusClassifier
-from archiver.sync import JobOutcome, SyncPass, SyncSummary
-from archiver.tracking import PollingPolicy
 
 
 def api_options(func: F) -> F:
@@ -164,7 +164,7 @@ def simulate(
     ids_file: str | None,
 ) -> None:
     """Serve a local fake of the jobs endpoint until Ctrl-C (for trying without credentials)."""
-    from archiver.simulator import Faults, Simulator
+    from archiver.sim.simulator import Faults, Simulator
 
     with reported_errors():
         faults = Faults(
@@ -199,7 +199,7 @@ def simulate(
 @database_option
 def demo(seconds: float, jobs: int, database_url: str | None) -> None:
     """The whole product on the embedded default (SQLite), no key or setup: a live simulation."""
-    from archiver.demo import run_live_demo
+    from archiver.sim.demo import run_live_demo
 
     settings = build_settings(database_url=database_url)
     with reported_errors(settings):

@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from archiver import tracking
+from archiver.archive.changelog import as_text
 from archiver.cli.common import (
     Abort,
     build_settings,
@@ -22,8 +22,8 @@ from archiver.cli.common import (
     format_option,
     open_archive,
 )
-from archiver.history import as_text
-from archiver.render import print_table
+from archiver.polling import tracking
+from archiver.reporting.render import print_table
 
 TRACKED_COLUMNS = (
     "workflow_id",

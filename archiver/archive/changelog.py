@@ -1,0 +1,58 @@
+"""How values are compared and written into the change log.
+
+One place decides when two values are "the same" (so a round trip through any database never
+looks like a change) and how a value reads in ``job_changes.old_value/new_value`` (so SQL over
+the log sees one spelling per value on every database).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from archiver.archive.jsonload import canonical
+
+
+def as_text(value: Any) -> str | None:
+    """The change log's spelling: ISO-8601 ``Z`` times, plain decimals, canonical JSON."""
+    kind = type(value)
+    if kind is str:  # most values: checked first, as every history row's hash spells each one
+        return value
+    if value is None:
+        return None
+    if kind is datetime:
+        return _time_text(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        return "0" if text in ("-0", "0") else text
+    if isinstance(value, datetime):
+        return _time_text(value)
+    if isinstance(value, int | str):
+        return str(value)
+    return canonical(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _time_text(value: datetime) -> str:
+    """Cached: the rows of one job's archive share a few observation times."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def same(old: Any, new: Any) -> bool:
+    if old is None or new is None:
+        return old is None and new is None
+    if isinstance(old, list | dict) or isinstance(new, list | dict):
+        return canonical(old) == canonical(new)
+    return bool(old == new)
+
+
+def changed_fields(old: Any, new: Mapping[str, Any], fields: Iterable[str]) -> list[str]:
+    """Fields whose value differs; against no previous state, every field that has a value."""
+    if old is None:
+        return [f for f in fields if new[f] is not None]
+    return [f for f in fields if not same(old[f], new[f])]

@@ -1,0 +1,1 @@
+"""Proving the archive: hash-chain verification, rebuild from snapshots, closed periods."""

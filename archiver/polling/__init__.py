@@ -1,0 +1,1 @@
+"""Keeping the archive current: tracked jobs, leases, the sync pass and the daemon."""

@@ -1,0 +1,142 @@
+"""Leases: how several ``archiver run`` processes split the due jobs of one database.
+
+A worker claims a batch of due jobs with ``SELECT … FOR UPDATE SKIP LOCKED`` (others skip the rows
+it holds instead of waiting), stamps itself as ``lease_owner``, an expiry read from the database's
+own clock (workers' clocks may disagree; the database's is the one they share) and a
+``claim_token`` that grows on every claim. Everything the worker later writes for that job
+re-checks the token under a row lock, so a worker that stalled past its lease, whose job was then
+claimed by another, writes nothing at all. An expired lease is simply claimable again.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import CursorResult, select, text, tuple_, update
+from sqlalchemy.orm import Session
+
+from archiver.errors import ArchiverError
+from archiver.models import TRACKED
+from archiver.polling.tracking import POLLED_STATES
+
+
+class LeaseLost(ArchiverError):
+    """Another worker claimed the job after this worker's lease expired; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    workflow_id: str
+    job_id: str
+    token: int | None = None  # None: a single process that needs no lease
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()[:200]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+_NOW_SQL = {
+    "postgresql": "SELECT statement_timestamp()",
+    "mysql": "SELECT UTC_TIMESTAMP(6)",
+    "mariadb": "SELECT UTC_TIMESTAMP(6)",
+}
+
+
+def database_now(session: Session) -> datetime:
+    """The database server's clock (SQLite has no server: it is this process's clock)."""
+    sql = _NOW_SQL.get(session.get_bind().dialect.name)
+    if sql is None:
+        return datetime.now(UTC)
+    value = session.execute(text(sql)).scalar_one()
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def claim(
+    session: Session, owner: str, due_before: datetime, limit: int, lease_seconds: float
+) -> list[Claim]:
+    """Claim up to ``limit`` due jobs that nobody holds a live lease on."""
+    now = database_now(session)
+    query = (
+        select(TRACKED.c.id)
+        .where(
+            TRACKED.c.state.in_(POLLED_STATES),
+            TRACKED.c.next_poll_at <= due_before,
+            (TRACKED.c.lease_expires_at.is_(None)) | (TRACKED.c.lease_expires_at < now),
+        )
+        .order_by(TRACKED.c.next_poll_at, TRACKED.c.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query))
+    if not ids:
+        return []
+    session.execute(
+        update(TRACKED)
+        .where(TRACKED.c.id.in_(ids))
+        .values(
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            claim_token=TRACKED.c.claim_token + 1,
+        )
+    )
+    rows = session.execute(
+        select(TRACKED.c.workflow_id, TRACKED.c.job_id, TRACKED.c.claim_token)
+        .where(TRACKED.c.id.in_(ids))
+        .order_by(TRACKED.c.next_poll_at, TRACKED.c.id)
+    )
+    return [Claim(r.workflow_id, r.job_id, r.claim_token) for r in rows]
+
+
+def verify(session: Session, held: Claim) -> None:
+    """Lock the job's tracking row and make sure the claim still holds; else LeaseLost."""
+    lost = verify_many(session, [held])[0]
+    if lost is not None:
+        raise lost
+
+
+def verify_many(session: Session, claims: Sequence[Claim]) -> list[LeaseLost | None]:
+    """Lock the claims' tracking rows (one query) and check each claim still holds: per claim,
+    None, or the LeaseLost that keeps its job out."""
+    leased = [c for c in claims if c.token is not None]
+    tokens: dict[tuple[str, str], int] = {}
+    if leased:
+        keys = tuple_(TRACKED.c.workflow_id, TRACKED.c.job_id)
+        query = (
+            select(TRACKED.c.workflow_id, TRACKED.c.job_id, TRACKED.c.claim_token)
+            .where(keys.in_([(c.workflow_id, c.job_id) for c in leased]))
+            .order_by(TRACKED.c.workflow_id, TRACKED.c.job_id)
+        )
+        if session.get_bind().dialect.name != "sqlite":
+            query = query.with_for_update()
+        tokens = {(r.workflow_id, r.job_id): r.claim_token for r in session.execute(query)}
+    out: list[LeaseLost | None] = []
+    for held in claims:
+        current = tokens.get((held.workflow_id, held.job_id))
+        if held.token is None or current == held.token:
+            out.append(None)
+            continue
+        out.append(
+            LeaseLost(
+                f"lease on {held.workflow_id}/{held.job_id} was lost (claim {held.token}, now "
+                f"{current}): another worker took it over; this worker wrote nothing for it"
+            )
+        )
+    return out
+
+
+RELEASED = {"lease_owner": None, "lease_expires_at": None}
+
+
+def release(session: Session, owner: str) -> int:
+    """Give back every lease this worker still holds (a clean stop)."""
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(TRACKED).where(TRACKED.c.lease_owner == owner).values(**RELEASED)
+    )
+    return int(result.rowcount or 0)

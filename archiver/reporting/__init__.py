@@ -1,0 +1,1 @@
+"""Reading the archive: queries, reports, tables, CSV/JSON, the HTML report."""

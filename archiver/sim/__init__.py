@@ -1,0 +1,1 @@
+"""A fake Pixxel API and the demo: generated jobs that behave like real ones."""

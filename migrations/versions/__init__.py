@@ -1,0 +1,1 @@
+"""One small, reversible revision per schema change."""
