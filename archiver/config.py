@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from archiver.errors import ConfigError
+from archiver.retry import RetryPolicy
 
 DEFAULT_API_URL = "https://api.pixxel.space"
 DEFAULT_DATABASE_URL = "sqlite:///archiver.db"
@@ -86,6 +87,26 @@ class Settings:
             return self.lease_seconds
         fetch = (self.max_retries + 1) * self.request_deadline + self.max_retries * self.backoff_max
         return fetch + 60.0
+
+    def http_retry(self) -> RetryPolicy:
+        """An API request: full jitter, the server's Retry-After (capped) as the floor."""
+        return RetryPolicy(
+            base=self.backoff_base,
+            cap=self.backoff_max,
+            max_attempts=max(0, self.max_retries) + 1,
+            full_jitter=True,
+            retry_after_cap=self.retry_after_cap,
+        )
+
+    def polling_retry(self, interval: float) -> RetryPolicy:
+        """A job's own schedule after failures: from its interval up to ``failure_backoff_max``,
+        ±``poll_jitter``, never bounded (repeated 403/404 pause a job instead)."""
+        return RetryPolicy(
+            base=interval,
+            cap=self.failure_backoff_max,
+            jitter=self.poll_jitter,
+            retry_after_cap=self.failure_backoff_max,
+        )
 
     def masked_database_url(self) -> str:
         return mask_url(self.database_url)

@@ -1,7 +1,7 @@
 """A small archive built by ingesting a scripted sequence of payloads, for the reporting tests.
 
-Every expected answer in tests/reporting/test_reports.py is computed by hand from this script, so keep the
-timeline below in step with the code.
+Every expected answer in tests/reporting/test_reports.py is computed by hand from this script, so
+keep the timeline below in step with the code.
 
     job    workflow  created_by  created_at (UTC)     estimated  tasks (block)
     job-1  wf-a      alice       2026-10-01 08:00     1200 s     t1 ortho@1.0, t2 tiler@2.0

@@ -296,6 +296,7 @@ class ApiClient:
         self._observer = observer
         self._sleep = sleep
         self._jitter = jitter  # injectable so tests can pin the otherwise random back-off
+        self._retry = settings.http_retry()
         self._key = (settings.api_key or "").strip()
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -334,13 +335,13 @@ class ApiClient:
         session = self._session()
         where = f"(workflow {_show(workflow_id)}, job {_show(job_id)})"
         started = time.monotonic()
-        total = max(0, self._settings.max_retries) + 1
+        total = self._retry.max_attempts or 1
         for attempt in range(total):
             began = time.monotonic()
             try:
                 answer = self._attempt(session, url, workflow_id, job_id, where)
             except ApiError as exc:
-                retry = exc.transient and attempt + 1 < total
+                retry = exc.transient and self._retry.allows(attempt + 1)
                 delay = self._retry_delay(attempt, exc) if retry else None
                 outcome = f"{exc.status} {exc.reason}" if exc.status else exc.reason
                 self._log(path, outcome, began, attempt, total, delay)
@@ -579,12 +580,7 @@ class ApiClient:
     # -- retries and logging -------------------------------------------------------------------
 
     def _retry_delay(self, attempt: int, exc: ApiError) -> float:
-        """Full jitter, with the server's Retry-After (capped) as the floor."""
-        s = self._settings
-        delay = self._jitter(0.0, min(s.backoff_max, s.backoff_base * 2.0 ** min(attempt, 60)))
-        if exc.retry_after is not None:
-            delay = max(delay, min(exc.retry_after, s.retry_after_cap))
-        return max(0.0, delay)
+        return self._retry.delay(attempt, retry_after=exc.retry_after, draw=self._jitter)
 
     def _log(
         self,

@@ -36,10 +36,10 @@ from archiver.archive.store import (
 from archiver.archive.values import parse_timestamp
 from archiver.db import describe_error, is_retryable
 from archiver.errors import ArchiverError, PayloadError
+from archiver.retry import DATABASE_CONFLICTS
 from archiver.statuses import DEFAULT_CLASSIFIER, StatusClassifier
 
 log = logging.getLogger("archiver.ingest")
-CONFLICT_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,7 @@ def archive_batch(
                     raise
                 if attempt == 1 and isinstance(exc, DBAPIError) and is_retryable(exc):
                     log.info("a batch of %d jobs met a concurrent writer; again", len(entries))
-                    time.sleep(0.05)
+                    time.sleep(DATABASE_CONFLICTS.delay(attempt))
                     continue
                 log.info("a batch of %d jobs failed (%s); one by one", len(entries), exc)
                 break
@@ -268,21 +268,22 @@ def _archive_alone(
     A conflict with a concurrent writer (another worker's first archive of the same job, a
     deadlock, a lock timeout) rolls the job back; run again, it sees the other writer's state.
     """
-    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             with sessions.begin() as session:
                 return _archive_entries(session, [entry], classifier, admit, before_commit)[0]
         except DBAPIError as exc:
-            if attempt < CONFLICT_ATTEMPTS and is_retryable(exc):
+            if DATABASE_CONFLICTS.allows(attempt) and is_retryable(exc):
                 log.info("retrying a job after a conflict with a concurrent writer")
-                time.sleep(0.01 * attempt)
+                time.sleep(DATABASE_CONFLICTS.delay(attempt - 1))
                 continue
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
                 raise
             return exc
         except Exception as exc:
             return exc
-    raise AssertionError("unreachable")
 
 
 def _archive_entries(

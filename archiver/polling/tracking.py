@@ -24,6 +24,7 @@ from archiver.config import Settings
 from archiver.db import upsert
 from archiver.errors import ApiError, ForbiddenError, NotFoundError
 from archiver.models import TRACKED
+from archiver.retry import RetryPolicy
 
 POLLED_STATES = ("active", "settling")
 CHUNK = 500  # rows per statement: well under every database's bound-parameter limit
@@ -265,12 +266,21 @@ class PollingPolicy:
             return values
         if isinstance(error, NotFoundError | ForbiddenError) and failures >= self.pause_after:
             return {**values, "state": "paused", "next_poll_at": None}
-        base = self.interval if row.get("state") != "settling" else self.settle_interval
-        delay = min(self.backoff_max, base * 2 ** min(failures - 1, 30))
+        # Retry-After is honoured (jitter never goes below it), but a server cannot push a job
+        # out past the backoff cap
+        retry = RetryPolicy(
+            base=self.interval if row.get("state") != "settling" else self.settle_interval,
+            cap=self.backoff_max,
+            jitter=self.jitter,
+            retry_after_cap=self.backoff_max,
+        )
         retry_after = getattr(error, "retry_after", None)
-        if retry_after:  # honoured, but a server cannot push a job out past the backoff cap
-            delay = max(delay, min(float(retry_after), self.backoff_max))
-        return {**values, "next_poll_at": now + self._jittered(delay)}
+        delay = retry.delay(
+            failures - 1,
+            retry_after=float(retry_after) if retry_after else None,
+            draw=self.rng.uniform,
+        )
+        return {**values, "next_poll_at": now + timedelta(seconds=delay)}
 
 
 def apply(session: Session, workflow_id: str, job_id: str, values: dict[str, Any]) -> None:
