@@ -18,12 +18,13 @@ from datetime import UTC, datetime, timedelta
 from archiver import db
 from archiver.archive.ingest import archive_one
 from archiver.sim import jobgen
+from archiver.sim.payloads import job_payload
 
 
 def payloads() -> list[str]:
     bodies = []
     for i in range(200):
-        body = jobgen.job_payload(jobgen.plan_job(11, i, tasks=(20, 20)), 20.0, time_scale=60.0)
+        body = job_payload(jobgen.plan_job(11, i, tasks=(20, 20)), 20.0, time_scale=60.0)
         body["val_errors"] = [
             {
                 "from": f"c{k}",

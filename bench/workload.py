@@ -5,8 +5,8 @@ Payloads come from the simulator's generator (``archiver.sim.jobgen``): 10-30 ta
 ``depends_on`` edges, 0-3 validation errors, taken mid-lifecycle (20 simulated minutes in, so
 jobs are queued, running or finished and every kind of field is filled). They are JSON text, as
 the API returns them, so every contender pays for decoding. The third phase re-sends all N (the
-way a poll sees them), 10% passed through ``jobgen.mutate`` (status, cost, progress, some tasks):
-a merge/SCD2 loader that is only given the changed rows would retire the others.
+way a poll sees them), 10% passed through ``archiver.sim.mutate`` (status, cost, progress, some
+tasks): a merge/SCD2 loader that is only given the changed rows would retire the others.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from archiver.sim import jobgen
+from archiver.sim import jobgen, mutate
+from archiver.sim.payloads import job_payload
 
 SEED = 6
 AT = 20.0  # real seconds after the population's start at time scale 60: 20 simulated minutes
@@ -43,7 +44,7 @@ class Phase:
 def payloads(n: int, *, seed: int = SEED, tasks: tuple[int, int] = (10, 30)) -> list[dict]:
     """The N jobs' payloads, decoded."""
     return [
-        jobgen.job_payload(jobgen.plan_job(seed, i, tasks=tasks), AT, time_scale=TIME_SCALE)
+        job_payload(jobgen.plan_job(seed, i, tasks=tasks), AT, time_scale=TIME_SCALE)
         for i in range(n)
     ]
 
@@ -56,7 +57,7 @@ def phases(n: int, *, seed: int = SEED) -> tuple[Phase, Phase, Phase]:
     picked = sorted(rng.sample(range(n), round(n * MUTATED_SHARE)))
     mutated = list(bodies)
     for i in picked:
-        mutated[i] = json.dumps(jobgen.mutate(docs[i], rng))
+        mutated[i] = json.dumps(mutate.mutate(docs[i], rng))
     return (
         Phase("first", bodies, FETCHED, n),
         Phase("unchanged", bodies, FETCHED + timedelta(minutes=5), 0),

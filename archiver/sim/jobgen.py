@@ -8,15 +8,14 @@ wall clock, no global RNG.
 
 How: ``plan_job`` draws everything about a job once (a frozen ``JobPlan`` with the whole timeline
 precomputed in *simulated* seconds since the population's start); ``job_payload`` only evaluates
-that plan at one instant. Job state is piecewise constant: it changes at the plan's events (task
-starts and ends, errors appearing, the end, a re-pricing) and at a per-job heartbeat while running,
-so ``updated_at`` moves exactly when the content does and ``state_time`` is a cheap cache key.
+that plan at one instant (``archiver.sim.payloads``). Job state is piecewise constant: it changes at
+the plan's events (task starts and ends, errors appearing, the end, a re-pricing) and at a per-job
+heartbeat while running, so ``updated_at`` moves exactly when the content does and ``state_time`` is
+a cheap cache key.
 """
 
 from __future__ import annotations
 
-import bisect
-import copy
 import functools
 import hashlib
 import json
@@ -181,7 +180,7 @@ def go_duration(seconds: float) -> str:
     return f"{sign}{text}s"
 
 
-def _duration(style: str, seconds: float) -> str:
+def duration_text(style: str, seconds: float) -> str:
     if style == "go":
         return go_duration(seconds)
     if style == "go_whole":
@@ -194,7 +193,7 @@ def _naive_utc(start: datetime) -> datetime:
     return start.astimezone(UTC).replace(tzinfo=None)
 
 
-def _ts(start: datetime, offset: float) -> str:
+def timestamp_text(start: datetime, offset: float) -> str:
     # naive arithmetic and isoformat are several times faster than aware datetimes and strftime,
     # and a plan renders thousands of timestamps
     when = _naive_utc(start) + timedelta(seconds=offset)
@@ -272,20 +271,20 @@ def _draw_outcome(
     return "cancelled", round(rng.uniform(queue_delay, max(ends) * 0.9), 6), None
 
 
-def _fraction(task: TaskPlan, eff: float) -> float:
+def task_fraction(task: TaskPlan, eff: float) -> float:
     """How much of the task's work is done at ``eff``."""
     if eff <= task.start or task.stop <= task.start:
         return 0.0
     return (min(eff, task.stop) - task.start) / (task.end - task.start)
 
 
-def _accrued_cost(total: int, tasks: tuple[TaskPlan, ...], eff: float) -> int:
-    done = sum(t.cost_share * _fraction(t, eff) for t in tasks)
+def accrued_cost(total: int, tasks: tuple[TaskPlan, ...], eff: float) -> int:
+    done = sum(t.cost_share * task_fraction(t, eff) for t in tasks)
     return min(total, math.floor(total * done + 1e-9))
 
 
 def _when(start: datetime, offset: float | None) -> tuple[float | None, str]:
-    return (offset, "" if offset is None else _ts(start, offset))
+    return (offset, "" if offset is None else timestamp_text(start, offset))
 
 
 def _build_task(
@@ -310,7 +309,7 @@ def _build_task(
     ran = t_start < stop
     inf_start = t_start + rng.uniform(0.2, 3.0)
     inf_end = t_end - rng.uniform(0.2, 2.0)
-    start_ts, stop_ts = _ts(start, t_start), _ts(start, stop)
+    start_ts, stop_ts = timestamp_text(start, t_start), timestamp_text(start, stop)
     head = f"{start_ts[11:19]} INFO {block_name}@{version} started\n" if ran else ""
     if final == "completed":
         tail = f"{stop_ts[11:19]} INFO wrote {rng.randint(1, 64)} tiles\n"
@@ -435,9 +434,7 @@ def plan_job(
     task_plans = _draw_tasks(rng, ctx)
     val_errors = _draw_val_errors(rng, task_plans, created, (queue_delay, end))
     total_cost = max(10, round(rng.lognormvariate(6.2, 0.7)))
-    final_cost = (
-        total_cost if outcome == "completed" else _accrued_cost(total_cost, task_plans, end)
-    )
+    final_cost = total_cost if outcome == "completed" else accrued_cost(total_cost, task_plans, end)
     reprice_at: float | None = None
     repriced_cost = final_cost
     if rng.random() < 0.2 and final_cost > 0:
@@ -469,235 +466,12 @@ def plan_job(
         tasks=task_plans,
         val_errors=val_errors,
         events=_events(created, queue_delay, end, task_plans, val_errors, reprice_at),
-        created_ts=_ts(start, created),
-        exec_start_ts=_ts(start, queue_delay),
-        end_ts=_ts(start, end),
+        created_ts=timestamp_text(start, created),
+        exec_start_ts=timestamp_text(start, queue_delay),
+        end_ts=timestamp_text(start, end),
     )
 
 
 def population(seed: int, jobs: int, **kwargs: Any) -> list[JobPlan]:
     """Plans of jobs 0..jobs-1 (keyword arguments as for ``plan_job``)."""
     return [plan_job(seed, i, **kwargs) for i in range(jobs)]
-
-
-def state_time(plan: JobPlan, t: float, *, time_scale: float = 1.0) -> float:
-    """The simulated instant whose state the payload at real time ``t`` shows.
-
-    Equal results mean equal payloads, so callers can cache on it.
-    """
-    s = max(0.0, t) * time_scale
-    last = plan.events[bisect.bisect_right(plan.events, s) - 1]
-    if plan.started and plan.queue_delay <= s < plan.end:
-        beat = (
-            plan.queue_delay + math.floor((s - plan.queue_delay) / plan.heartbeat) * plan.heartbeat
-        )
-        return max(last, beat)
-    return last
-
-
-def _progress_text(plan: JobPlan, fraction: float) -> str:
-    pct = fraction * 100
-    if plan.decimal_progress:
-        tenth = math.floor(pct * 10 + 1e-9) / 10
-        return f"{tenth:.0f}%" if tenth.is_integer() else f"{tenth:.1f}%"
-    return f"{math.floor(pct + 1e-9)}%"
-
-
-def _shown(when: tuple[float | None, str], eff: float, stop: float) -> str:
-    offset, text = when
-    return text if offset is not None and offset <= eff and offset <= stop else ""
-
-
-def task_phase(task: TaskPlan, eff: float) -> str:
-    """ "queued", "running" or "final": only a running task's payload depends on ``eff``."""
-    if eff >= task.stop:
-        return "final"
-    return "running" if eff >= task.start else "queued"
-
-
-def task_payload(plan: JobPlan, task: TaskPlan, eff: float) -> dict[str, Any]:
-    """One element of the payload's ``tasks`` at simulated instant ``eff`` (see ``payload_at``)."""
-    if eff >= task.stop:
-        status = task.final_status
-    elif eff >= task.start:
-        status = "running"
-    else:
-        status = "queued"
-    final = status in TERMINAL_STATUSES
-    ran = task.start < task.stop
-    fraction = _fraction(task, eff)
-    if status == "completed":
-        progress, taken, logs = 100, task.stop - task.start, task.log_start + task.log_end
-    elif status == "queued":
-        progress, taken, logs = 0, 0.0, b""
-    else:
-        progress = min(99, math.floor(fraction * 100 + 1e-9))
-        taken = (task.stop if final else eff) - task.start if ran else 0.0
-        logs = task.log_start + task.log_end if final else task.log_start
-    if status == "queued":
-        msg = "waiting for dependencies" if task.depends_on else "queued"
-    elif status == "failed":
-        msg = f"failed: {task.failure_type}"
-    else:
-        msg = {"running": f"processing ({progress}%)", "completed": "done"}.get(status, status)
-    failed = status == "failed"
-    updated = _ts(plan.start, eff) if status == "running" else plan.created_ts
-    return {
-        "id": task.task_id,
-        "info_logs": list(logs),
-        "created_at": plan.created_ts,
-        "updated_at": task.stop_ts if final else updated,
-        "finished_at": task.stop_ts if final else ZERO_TIME,
-        "estimated_time_duration": task.estimated_time_duration,
-        "time_taken": _duration(plan.duration_style, taken),
-        "status": status,
-        "state_msg": msg,
-        "inputs": list(task.inputs),
-        "result": list(task.result) if status == "completed" else [],
-        "depends_on": list(task.depends_on),
-        "name": task.name,
-        "progress": progress,
-        "disclaimer": list(task.disclaimer) if status == "completed" else [],
-        "recv_time": _shown(task.recv, eff, task.stop),
-        "send_time": _shown(task.send, eff, task.stop),
-        "block_inf_start_time": _shown(task.inf_start, eff, task.stop),
-        "block_inf_end_time": _shown(task.inf_end, eff, task.stop),
-        "block_info": {"id": task.block[0], "name": task.block[1], "version": task.block[2]},
-        "err_msg": task.err_msg if failed else "",
-        "failure_type": task.failure_type if failed else "",
-    }
-
-
-def job_payload(plan: JobPlan, t: float, *, time_scale: float = 1.0) -> dict[str, Any]:
-    """The API's JSON object for ``plan`` at ``t`` real seconds after the population's start.
-
-    ``time_scale`` compresses the lifecycle: at 60, one real second is one simulated minute.
-    Returns a fresh dict each call; callers may mutate it.
-    """
-    return payload_at(plan, state_time(plan, t, time_scale=time_scale))
-
-
-def payload_at(plan: JobPlan, eff: float, *, with_tasks: bool = True) -> dict[str, Any]:
-    """The payload at simulated instant ``eff``, which must be a ``state_time`` result.
-
-    ``with_tasks=False`` leaves ``tasks`` empty, for callers that cache per-task fragments.
-    """
-    eff_ts = _ts(plan.start, eff) if eff > plan.created else plan.created_ts
-    if eff >= plan.end:
-        status = plan.outcome
-    elif plan.started and eff >= plan.queue_delay:
-        status = "running"
-    else:
-        status = "queued"
-    executing = plan.started and eff >= plan.queue_delay
-    work = sum(t.work_share * _fraction(t, eff) for t in plan.tasks)
-    if status == "completed":
-        progress, cost = "100%", plan.final_cost
-    else:
-        progress = _progress_text(plan, min(work, 0.999))
-        cost = (
-            plan.final_cost if eff >= plan.end else _accrued_cost(plan.total_cost, plan.tasks, eff)
-        )
-    if plan.reprice_at is not None and eff >= plan.reprice_at:
-        cost = plan.repriced_cost
-    taken = (min(eff, plan.end) - plan.queue_delay) if executing else 0.0
-    return {
-        "created_by": plan.created_by,
-        "status": status,
-        "time_taken": _duration(plan.duration_style, taken),
-        "id": plan.job_id,
-        "tasks": [task_payload(plan, task, eff) for task in plan.tasks] if with_tasks else [],
-        "val_errors": [
-            {
-                "from": v.source,
-                "to": v.target,
-                "err": v.err,
-                "reason": v.reason,
-                "component_name": v.component_name,
-            }
-            for v in plan.val_errors
-            if v.appear <= eff < v.resolve
-        ],
-        "spec": list(plan.spec),
-        "cost": cost,
-        "workflow_id": plan.workflow_id,
-        "updated_at": eff_ts,
-        "finished_at": plan.end_ts if eff >= plan.end else ZERO_TIME,
-        "exec_created_at": plan.exec_start_ts if executing else ZERO_TIME,
-        "exec_updated_at": (
-            (plan.end_ts if eff >= plan.end else eff_ts) if executing else ZERO_TIME
-        ),
-        "created_at": plan.created_ts,
-        "estimated_duration": plan.estimated_duration,
-        "progress": progress,
-    }
-
-
-# --- mutate: one realistic change to an arbitrary payload (benchmarks) -------------------------
-
-_NEXT_STATUS = {"queued": ("running",), "running": ("completed", "failed", "cancelled")}
-
-
-def _bump_time(value: Any, seconds: float) -> Any:
-    try:
-        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    if when.year <= 1:
-        return value
-    return (when + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _mutate_tasks(tasks: list[Any], rng: random.Random, now: str) -> None:
-    for task in rng.sample(tasks, min(len(tasks), rng.randint(1, 3))):
-        if not isinstance(task, dict):
-            continue
-        status = task.get("status")
-        raw_progress = task.get("progress")
-        progress = raw_progress if isinstance(raw_progress, int) else 0
-        if status in ("queued", "running") and progress < 95:
-            task.update(status="running", progress=min(99, progress + rng.randint(1, 30)))
-        elif status in ("queued", "running"):
-            task.update(status="completed", progress=100, finished_at=now)
-        else:
-            task["state_msg"] = f"{task.get('state_msg', '')} (re-checked)".strip()
-        task["updated_at"] = now
-
-
-def mutate(payload: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-    """A deep copy of ``payload`` with one to three realistic changes; the input is untouched.
-
-    Always changes something (at least ``cost``) and moves ``updated_at`` forward.
-    """
-    out = copy.deepcopy(payload)
-    out["updated_at"] = _bump_time(out.get("updated_at"), rng.uniform(1, 600))
-    now = out["updated_at"]
-    kinds = rng.sample(("status", "cost", "progress", "tasks"), rng.randint(1, 3))
-    status = out.get("status")
-    if "status" in kinds and status in _NEXT_STATUS:
-        out["status"] = rng.choice(_NEXT_STATUS[status])
-        if out["status"] in TERMINAL_STATUSES:
-            out["finished_at"] = now
-        if out["status"] == "completed":
-            out["progress"] = "100%"
-    if "progress" in kinds and out.get("status") != "completed":
-        try:
-            pct = float(str(out.get("progress", "0")).rstrip("%"))
-        except ValueError:
-            pct = 0.0
-        out["progress"] = f"{min(99, math.floor(pct) + rng.randint(1, 20))}%"
-    if "tasks" in kinds and isinstance(out.get("tasks"), list) and out["tasks"]:
-        _mutate_tasks(out["tasks"], rng, now)
-    if "cost" in kinds or _same(out, payload):
-        raw_cost = out.get("cost")
-        cost = raw_cost if isinstance(raw_cost, int) else 0
-        delta = rng.randint(1, max(2, cost // 5))
-        out["cost"] = cost + delta if cost - delta < 0 or rng.random() < 0.7 else cost - delta
-    return out
-
-
-def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Equal apart from ``updated_at`` (which alone is not a realistic change)."""
-    return {k: v for k, v in a.items() if k != "updated_at"} == {
-        k: v for k, v in b.items() if k != "updated_at"
-    }

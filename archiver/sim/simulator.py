@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from archiver.errors import ConfigError
-from archiver.sim import jobgen
+from archiver.sim import jobgen, payloads
 
 JOB_PATH_PREFIX = "/v0/workflows/"
 IDS_PATH = "/_sim/jobs"
@@ -194,7 +194,7 @@ class Simulator:
         if index is None:
             return None
         when = self.elapsed() if t is None else t
-        return jobgen.job_payload(self.plan(index), when, time_scale=self.time_scale)
+        return payloads.job_payload(self.plan(index), when, time_scale=self.time_scale)
 
     def payload_bytes(self, index: int, t: float) -> bytes:
         """The JSON body for job ``index`` at ``t``, re-rendered only when the job's state moved.
@@ -205,21 +205,21 @@ class Simulator:
         """
         entry = self._job(index)
         plan = entry.plan
-        eff = jobgen.state_time(plan, t, time_scale=self.time_scale)
+        eff = payloads.state_time(plan, t, time_scale=self.time_scale)
         if entry.state[0] == eff:
             return entry.state[1]
         parts = []
         for i, task in enumerate(plan.tasks):
-            phase = jobgen.task_phase(task, eff)
+            phase = payloads.task_phase(task, eff)
             cached = entry.tasks[i]
             if cached is not None and cached[0] == phase:
                 parts.append(cached[1])
                 continue
-            text = _dumps(jobgen.task_payload(plan, task, eff))
+            text = _dumps(payloads.task_payload(plan, task, eff))
             if phase != "running":
                 entry.tasks[i] = (phase, text)
             parts.append(text)
-        head = _dumps(jobgen.payload_at(plan, eff, with_tasks=False))
+        head = _dumps(payloads.payload_at(plan, eff, with_tasks=False))
         body = head.replace('"tasks":[]', '"tasks":[' + ",".join(parts) + "]", 1).encode()
         entry.state = (eff, body)
         return body

@@ -32,7 +32,7 @@ from archiver.archive.store import ArchiveResult
 from archiver.audit.verify import verify
 from archiver.errors import PayloadError
 from archiver.models import JOBS, SNAPSHOTS, Job, JobSnapshot, Task
-from archiver.sim import jobgen
+from archiver.sim import jobgen, mutate, payloads
 
 T0 = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
 
@@ -41,7 +41,7 @@ def sequence(seed: int, steps: int = 90) -> list[tuple[str, datetime]]:
     """Bodies with their fetch times: every way a poll or a file can repeat, reorder or refuse."""
     rng = random.Random(seed)
     docs = {
-        i: jobgen.job_payload(jobgen.plan_job(seed, i, tasks=(2, 6)), 20.0, time_scale=60.0)
+        i: payloads.job_payload(jobgen.plan_job(seed, i, tasks=(2, 6)), 20.0, time_scale=60.0)
         for i in range(5)
     }
     sent: dict[int, list[str]] = {i: [] for i in docs}
@@ -51,7 +51,7 @@ def sequence(seed: int, steps: int = 90) -> list[tuple[str, datetime]]:
         i = rng.randrange(len(docs))
         roll = rng.random()
         if roll < 0.45 or not sent[i]:
-            docs[i] = jobgen.mutate(docs[i], rng)
+            docs[i] = mutate.mutate(docs[i], rng)
             body = json.dumps(docs[i])
         elif roll < 0.65:
             body = sent[i][-1]  # the same bytes again

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from archiver.sim import jobgen
-from archiver.sim.jobgen import ZERO_TIME, JobPlan, go_duration, job_payload, plan_job
+from archiver.sim import jobgen, mutate
+from archiver.sim.jobgen import ZERO_TIME, JobPlan, go_duration, plan_job
+from archiver.sim.payloads import job_payload
 
 JOB_KEYS = {
     "created_by": str,
@@ -423,7 +424,7 @@ def test_mutate_always_changes_something_and_leaves_the_input_alone() -> None:
         for t in (0.0, 600.0, plan.settled_at + 1):
             original = job_payload(plan, t)
             kept = copy.deepcopy(original)
-            changed = jobgen.mutate(original, rng)
+            changed = mutate.mutate(original, rng)
             assert original == kept
             assert without_updated_at(changed) != without_updated_at(original)
             assert changed["updated_at"] > original["updated_at"]
@@ -432,11 +433,11 @@ def test_mutate_always_changes_something_and_leaves_the_input_alone() -> None:
 
 def test_mutate_is_deterministic_for_an_rng_seed() -> None:
     payload = job_payload(PLANS[3], 900)
-    assert jobgen.mutate(payload, random.Random(5)) == jobgen.mutate(payload, random.Random(5))
+    assert mutate.mutate(payload, random.Random(5)) == mutate.mutate(payload, random.Random(5))
 
 
 def test_mutate_tolerates_odd_payloads() -> None:
-    changed = jobgen.mutate(
+    changed = mutate.mutate(
         {"updated_at": "garbage", "tasks": ["x"], "cost": None}, random.Random(0)
     )
     assert isinstance(changed["cost"], int)

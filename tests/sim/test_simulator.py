@@ -20,7 +20,7 @@ from urllib.parse import quote
 import pytest
 
 from archiver.errors import ConfigError
-from archiver.sim import jobgen
+from archiver.sim import jobgen, payloads
 from archiver.sim.simulator import Faults, Simulator
 
 KEY = "sim-key"
@@ -213,7 +213,7 @@ def test_cached_bodies_equal_fresh_renders(cache_jobs: int) -> None:
     sim = Simulator(seed=1, jobs=12, tasks=(3, 6), cache_jobs=cache_jobs)
     for t in (0.0, 1.0, 4.0, 9.5, 20.0, 31.0, 45.0, 90.0, 90.0):
         for index in range(len(sim.job_ids())):
-            expected = jobgen.job_payload(sim.plan(index), t, time_scale=sim.time_scale)
+            expected = payloads.job_payload(sim.plan(index), t, time_scale=sim.time_scale)
             assert json.loads(sim.payload_bytes(index, t)) == expected
 
 
