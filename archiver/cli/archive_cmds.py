@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from archiver.archive.ingest import Item, read_items
 from archiver.archive.ingest import ingest as run_ingest
@@ -25,7 +24,7 @@ from archiver.cli.common import (
     status_map_option,
 )
 from archiver.reporting.queries import job_history
-from archiver.reporting.render import history_json, history_table
+from archiver.reporting.render import history_grid, history_json, show
 from archiver.statuses import StatusClassifier
 
 
@@ -108,4 +107,4 @@ def history(workflow_id: str, job_id: str, fmt: str, database_url: str | None) -
     if fmt == "json":
         click.echo(history_json(rows))
     else:
-        Console(soft_wrap=False).print(history_table(rows, f"history of {workflow_id}/{job_id}"))
+        show(history_grid(rows, f"history of {workflow_id}/{job_id}"))

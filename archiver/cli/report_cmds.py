@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 import click
-from rich.console import Console
 
 from archiver.archive.values import parse_timestamp
 from archiver.audit import periods
@@ -22,7 +21,7 @@ from archiver.cli.common import (
     open_archive,
 )
 from archiver.reporting import html_report, reports
-from archiver.reporting.render import records, records_csv, records_json, records_table
+from archiver.reporting.render import records, records_csv, records_grid, records_json, show
 
 BLOCK_NOTE = "A job's whole cost counts under every block it used: rows do not add up to a total."
 NAME_AND_VERSION = ("block_name", "block_version")  # the table shows them as one `block`
@@ -76,7 +75,7 @@ def _emit(
 ) -> None:
     """Print records as a rich table, CSV (header first, even when empty) or a JSON array.
 
-    CSV and JSON carry every column; the table may show fewer (``shown``) to fit a terminal.
+    CSV, JSON and piped text carry every column; a terminal table may show fewer (``shown``).
     """
     if fmt == "json":
         click.echo(records_json(data))
@@ -85,8 +84,7 @@ def _emit(
     elif not data:
         click.echo(f"{title}: nothing in the archive matches")
     else:
-        table = records_table(data, shown or columns, title, caption)
-        Console(soft_wrap=False).print(table)
+        show(records_grid(data, columns, title, caption, terminal_columns=shown))
 
 
 def _read(database_url: str | None, query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from archiver.archive.changelog import as_text
 from archiver.cli.common import (
@@ -23,7 +22,7 @@ from archiver.cli.common import (
     open_archive,
 )
 from archiver.polling import tracking
-from archiver.reporting.render import print_table
+from archiver.reporting.render import Grid, show
 
 TRACKED_COLUMNS = (
     "workflow_id",
@@ -119,8 +118,8 @@ def tracked(state: str | None, fmt: str, database_url: str | None) -> None:
         writer.writerows(records)
         click.echo(out.getvalue(), nl=False)
     else:
-        table_rows = [["" if v is None else v for v in r.values()] for r in records]
-        print_table(Console(), TRACKED_COLUMNS, table_rows, f"{len(records)} tracked jobs")
+        table_rows = [[row[c] for c in TRACKED_COLUMNS] for row in rows]
+        show(Grid(f"{len(records)} tracked jobs", TRACKED_COLUMNS, table_rows))
 
 
 def _plain(value: Any) -> Any:

@@ -26,7 +26,7 @@ from archiver.polling import tracking
 from archiver.polling.sync import SyncPass, SyncSummary
 from archiver.reporting import reports
 from archiver.reporting.queries import job_history, jobs_by_status
-from archiver.reporting.render import history_table, print_table
+from archiver.reporting.render import Grid, history_grid, show
 from archiver.sim.simulator import Simulator
 from archiver.statuses import CLASSES, DEFAULT_CLASSIFIER
 
@@ -117,11 +117,13 @@ def _report(
     console.print()  # the live view leaves the cursor at the end of its last line
     with sessions() as session:
         costs = reports.cost_by(session, "workflow")
-        print_table(
+        show(
+            Grid(
+                f"cost by workflow ({requests} API requests served)",
+                ("workflow", "jobs", "cost"),
+                [(c.group, c.jobs, c.cost) for c in costs],
+            ),
             console,
-            ("workflow", "jobs", "cost"),
-            [(c.group, c.jobs, c.cost) for c in costs],
-            f"cost by workflow ({requests} API requests served)",
         )
         busiest = session.execute(
             select(JobChange.workflow_id, JobChange.job_id)
@@ -137,9 +139,14 @@ def _report(
                 for r in job_history(session, wf, job_id)
                 if r.entity == "job" and r.field in SHOWN_FIELDS
             ]
-            console.print(history_table(rows, f"history of {wf}/{job_id} (job level)"))
-            console.print(f"All of it, tasks included: archiver history {wf} {job_id}")
+            show(history_grid(rows, f"history of {wf}/{job_id} (job level)"), console)
+            console.print(
+                f"All of it, tasks included: archiver history {wf} {job_id}", soft_wrap=True
+            )
         integrity = verify(session)
-        console.print(f"Tamper evidence: {integrity.line()} (archiver verify; see docs/audit.md)")
+        console.print(
+            f"Tamper evidence: {integrity.line()} (archiver verify; see docs/audit.md)",
+            soft_wrap=True,
+        )
     path = database_url.removeprefix("sqlite:///")
-    console.print(f'Explore with SQL: sqlite3 {path} "{EXPLORE_SQL}"')
+    console.print(f'Explore with SQL: sqlite3 {path} "{EXPLORE_SQL}"', soft_wrap=True)
