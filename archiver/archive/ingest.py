@@ -7,7 +7,8 @@ Input forms, each yielding one or more payloads:
 Any object may be an envelope ``{"fetched_at": "<ISO-8601>", "payload": {...}}`` to give its own
 fetch time; otherwise ``--fetched-at`` applies, else the time of the ingest. A bad payload is
 reported with its file and line and recorded in ``sync_errors``; the others are still archived.
-Payloads go to the database in batches (``archive_batch``), each job whole in one transaction.
+Payloads go to the database in batches (``archiver.archive.batches.archive_batch``), each job whole
+in one transaction.
 """
 
 from __future__ import annotations
