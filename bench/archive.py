@@ -12,7 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from archiver import db
-from archiver.archive.ingest import BATCH_JOBS, Entry, archive_batch
+from archiver.archive.batches import Entry, archive_batch
+from archiver.archive.ingest import BATCH_JOBS
 from bench.workload import Phase
 
 

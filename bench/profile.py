@@ -33,11 +33,13 @@ STAGES: dict[str, tuple[tuple[str, str], ...]] = {
         ("archiver/archive/changelog.py", "changed_fields"),
     ),
     "read the archived state (jobs, tasks, body digests)": (
-        ("archiver/archive/store.py", "_load_jobs"),
-        ("archiver/archive/store.py", "_load_details"),
-        ("archiver/archive/store.py", "touch_same_bodies"),
+        ("archiver/archive/load.py", "load_jobs"),
+        ("archiver/archive/load.py", "load_details"),
+        ("archiver/archive/load.py", "touch_same_bodies"),
     ),
-    "write: driver parameters (bind processors)": (("archiver/archive/store.py", "parameters"),),
+    "write: driver parameters (bind processors)": (
+        ("archiver/archive/statements.py", "parameters"),
+    ),
     "write: driver executemany (the database's work)": (("~", "<method 'executemany' of"),),
     "commit": (("~", "<method 'commit' of"),),
 }

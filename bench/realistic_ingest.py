@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from archiver import db
-from archiver.archive.ingest import archive_one
+from archiver.archive.batches import archive_one
 from archiver.sim import jobgen
 from archiver.sim.payloads import job_payload
 

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import factories
 
 from archiver import db
-from archiver.archive.ingest import archive_one, ingest, read_items
+from archiver.archive.batches import archive_one
+from archiver.archive.ingest import ingest, read_items
 from archiver.polling import tracking
 
 T0 = datetime(2026, 10, 1, 10, tzinfo=UTC)

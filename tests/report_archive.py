@@ -39,7 +39,7 @@ import factories
 
 from archiver import db
 from archiver.archive import runs
-from archiver.archive.ingest import archive_one
+from archiver.archive.batches import archive_one
 
 ZERO = "0001-01-01T00:00:00Z"
 

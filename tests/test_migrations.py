@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 
 from archiver import db
-from archiver.archive.ingest import archive_one
+from archiver.archive.batches import archive_one
 from archiver.models import Base, Job, JobChange
 
 EXPECTED_TABLES = {

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.api.client import ApiClient, _retry_after
-from archiver.archive.ingest import archive_one, ingest, read_items
+from archiver.archive.batches import archive_one
+from archiver.archive.ingest import ingest, read_items
 from archiver.archive.payload import parse_payload
 from archiver.archive.values import parse_duration, parse_int
 from archiver.cli import cli

@@ -2,7 +2,7 @@
 
 Every distinct payload was kept verbatim, each job's in the order it arrived, so replaying the
 snapshots in id order (which follows each job's arrival order; jobs archived in one batch may
-interleave) through the same ``store.archive`` reproduces the current tables, versions,
+interleave) through the same ``plan.archive`` reproduces the current tables, versions,
 change log and even the hash chains. That makes a rebuild two things: a proof that the derived
 tables are what the evidence says (``compare`` shows any difference), and the upgrade path after
 a parser fix (rebuild into a new database, compare with ``--dry-run``, then switch the URL).
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from archiver import db
 from archiver.archive.changelog import as_text
 from archiver.archive.payload import identify
-from archiver.archive.store import archive
+from archiver.archive.plan import archive
 from archiver.errors import ArchiverError
 from archiver.models import (
     ANCHORS,

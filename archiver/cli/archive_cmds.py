@@ -12,7 +12,7 @@ import click
 
 from archiver.archive.ingest import Item, read_items
 from archiver.archive.ingest import ingest as run_ingest
-from archiver.archive.store import ArchiveResult
+from archiver.archive.results import ArchiveResult
 from archiver.archive.values import parse_timestamp
 from archiver.cli.common import (
     Abort,

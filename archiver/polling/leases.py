@@ -71,9 +71,8 @@ def claim(
         )
         .order_by(TRACKED.c.next_poll_at, TRACKED.c.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)  # SQLite (one writer at a time) renders none
     )
-    if session.get_bind().dialect.name != "sqlite":
-        query = query.with_for_update(skip_locked=True)
     ids = list(session.scalars(query))
     if not ids:
         return []
@@ -112,9 +111,8 @@ def verify_many(session: Session, claims: Sequence[Claim]) -> list[LeaseLost | N
             select(TRACKED.c.workflow_id, TRACKED.c.job_id, TRACKED.c.claim_token)
             .where(keys.in_([(c.workflow_id, c.job_id) for c in leased]))
             .order_by(TRACKED.c.workflow_id, TRACKED.c.job_id)
+            .with_for_update()
         )
-        if session.get_bind().dialect.name != "sqlite":
-            query = query.with_for_update()
         tokens = {(r.workflow_id, r.job_id): r.claim_token for r in session.execute(query)}
     out: list[LeaseLost | None] = []
     for held in claims:

@@ -1,7 +1,7 @@
 """One sync pass: fetch every due tracked job once and archive it with its tracking row.
 
 Fetches run on a bounded thread pool under a global rate limit; the pass's own thread archives
-the bodies that have arrived in batches (``archiver.archive.ingest.archive_batch``), each job's
+the bodies that have arrived in batches (``archiver.archive.batches.archive_batch``), each job's
 history and tracking row in the batch's one transaction. A rejected API key stops the pass
 at once (every other request would be rejected too); other failures are recorded per job and
 the pass goes on. Jobs come either from the due list (one process) or from leases claimed batch
@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from archiver.api.client import FetchedJob
 from archiver.api.ratelimit import RateLimiter
 from archiver.archive import runs
-from archiver.archive.ingest import Entry, archive_batch, database_gone
-from archiver.archive.store import ArchiveResult
+from archiver.archive.batches import Entry, archive_batch, database_gone
+from archiver.archive.results import ArchiveResult
 from archiver.db import describe_error
 from archiver.errors import ApiError, ArchiverError, AuthenticationError, PayloadError
 from archiver.polling import leases, malloc, tracking

@@ -27,8 +27,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import db
-from archiver.archive.ingest import Entry, archive_batch, archive_one, database_gone
-from archiver.archive.store import ArchiveResult
+from archiver.archive.batches import Entry, archive_batch, archive_one, database_gone
+from archiver.archive.results import ArchiveResult
 from archiver.audit.verify import verify
 from archiver.errors import PayloadError
 from archiver.models import JOBS, SNAPSHOTS, Job, JobSnapshot, Task

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from archiver.archive.batches import archive_one
 from archiver.archive.changelog import same
-from archiver.archive.ingest import archive_one
 from archiver.archive.payload import JOB_FIELDS, TASK_FIELDS, parse_payload
 from archiver.models import Job, JobChange, JobSnapshot, JobVersion, Task, TaskVersion, ValError
 

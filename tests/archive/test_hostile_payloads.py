@@ -48,7 +48,8 @@ from sqlalchemy.orm import Session
 
 from archiver import db
 from archiver.api.client import ApiClient
-from archiver.archive.ingest import archive_one, ingest, read_items
+from archiver.archive.batches import archive_one
+from archiver.archive.ingest import ingest, read_items
 from archiver.archive.payload import parse_payload
 from archiver.archive.values import parse_duration
 from archiver.config import Settings

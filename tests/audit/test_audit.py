@@ -21,8 +21,8 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import db
+from archiver.archive.batches import archive_one
 from archiver.archive.chain import COVERED
-from archiver.archive.ingest import archive_one
 from archiver.archive.payload import JOB_FIELDS, TASK_FIELDS
 from archiver.audit import periods
 from archiver.audit.rebuild import rebuild

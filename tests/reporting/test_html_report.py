@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from conftest import REQUIRE_ALL
 from sqlalchemy.orm import Session, sessionmaker
 
-from archiver.archive.ingest import archive_one
+from archiver.archive.batches import archive_one
 from archiver.cli import cli
 from archiver.reporting import html_report
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from archiver.archive.ingest import archive_one
+from archiver.archive.batches import archive_one
 from archiver.errors import PayloadError
 from archiver.models import (
     IngestProblem,
@@ -395,19 +395,19 @@ def test_a_poll_with_the_same_bytes_is_not_decoded(
     data spelled differently goes the full way once, and its spelling is remembered."""
     import json
 
-    import archiver.archive.ingest
+    import archiver.archive.batches
 
     payload = factories.job(tasks=3)
     body = json.dumps(payload)
     archive_one(sessions, body, T0, workflow_id="wf-1", job_id="job-1")
     decoded: list[int] = []
-    real_identify = archiver.archive.ingest.identify
+    real_identify = archiver.archive.batches.identify
 
     def counting_identify(*args: Any, **kwargs: Any) -> Any:
         decoded.append(1)
         return real_identify(*args, **kwargs)
 
-    monkeypatch.setattr(archiver.archive.ingest, "identify", counting_identify)
+    monkeypatch.setattr(archiver.archive.batches, "identify", counting_identify)
     later = T0 + timedelta(minutes=5)
     result = archive_one(sessions, body.encode(), later, workflow_id="wf-1", job_id="job-1")
     assert (result.outcome, result.version, result.status, decoded) == (
