@@ -34,6 +34,7 @@ from archiver.archive.plan import plan
 from archiver.archive.statements import KINDS, Writes, statement
 from archiver.models import Base
 from archiver.sim import jobgen
+from archiver.sim.payloads import job_payload
 
 BIG = 2**63 - 1  # the top of a BIGINT column
 # aware, not UTC, with microseconds: what the time processor must turn into the stored UTC instant
@@ -77,7 +78,7 @@ def changed(payload: dict[str, Any]) -> dict[str, Any]:
 def simulated(seed: int) -> list[dict[str, Any]]:
     """A few realistic jobs of the simulator, at two moments of their lives."""
     plans = jobgen.population(seed, 3, tasks=(3, 8))
-    return [jobgen.job_payload(p, p.end * share) for p in plans for share in (0.3, 1.0)]
+    return [job_payload(p, p.end * share) for p in plans for share in (0.3, 1.0)]
 
 
 def steps() -> Iterator[list[tuple[str | bytes, datetime]]]:
