@@ -21,9 +21,8 @@ from archiver.cli.common import (
     status_map_option,
 )
 from archiver.config import Settings
+from archiver.polling import malloc
 from archiver.polling.sync import JobOutcome, SyncPass, SyncSummary
-from archiver.polling.tracking import PollingPolicy
-from archiver.statuses import StatusClassifier
 
 
 def api_options(func: F) -> F:
@@ -79,14 +78,7 @@ def run_pass(
         ApiClient(settings) as client,
         reported_errors(settings),
     ):
-        sync = SyncPass(
-            sessions,
-            client,
-            policy=PollingPolicy.from_settings(settings),
-            classifier=StatusClassifier.with_overrides(settings.status_map),
-            concurrency=settings.concurrency,
-            rate_limit=settings.rate_limit,
-        )
+        sync = SyncPass.from_settings(settings, sessions, client)
         if console is None:
             return sync.run(everything=everything, on_job=on_job)
         with Progress(
@@ -118,6 +110,7 @@ def run_pass(
 def sync(everything: bool, database_url: str | None, **flags: Any) -> None:
     """One pass: fetch every due tracked job once, archive it, print a summary."""
     settings = api_settings(database_url=database_url, **flags)
+    malloc.return_large_blocks()  # fetch threads and the writer each free large payloads
     console = Console(stderr=True)
     summary = run_pass(
         settings, everything=everything, console=console if console.is_terminal else None
