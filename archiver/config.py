@@ -92,6 +92,8 @@ def setting(
     secret: bool = False,
 ) -> Any:
     """A ``Settings`` field carrying its declaration; ``parse`` defaults to the default's type."""
+    if parse is None and default is MISSING:
+        raise TypeError(f"setting {flag}: a default factory needs an explicit parse")
     declared = Declared(
         env, flag, help, frozenset(commands), parse or type(default), shown, low, high
     )
@@ -103,6 +105,8 @@ def setting(
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting of the archiver, each field its one declaration (see the module docstring)."""
+
     api_key: str | None = setting(
         None,
         env="PIXXEL_API_KEY",
