@@ -1,14 +1,21 @@
-"""Settings: one frozen object built once (by the CLI) from flags, environment and defaults.
+"""Settings: every setting declared once, and one frozen ``Settings`` built from them per command.
 
-Every setting has an environment variable; the CLI adds a flag for each. The API key is kept out
-of ``repr`` and every rendering of the settings, so it cannot leak through a log line or a dump.
+Each field of ``Settings`` is declared with ``setting()``: its name, type and default, and beside
+them (``Declared``) its environment variable, flag, help text and the commands that take it. The
+dataclass defaults, ``settings_from_env`` and the CLI's options (``archiver.cli.common``) are all
+built from that one declaration, and a test holds the README's settings table to it. A command
+takes each of its settings from the flag, else the environment variable, else the default.
+
+The API key is kept out of ``repr`` and every rendering of the settings (its help shows no value,
+its default is none), so it cannot leak through a log line, a dump or ``-h``; the database URL is
+shown with its password masked.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -34,35 +41,256 @@ def parse_status_map(text: str) -> dict[str, str]:
     return mapping
 
 
+# Which commands take a setting: the names of their ``archiver`` commands ("report cost"); ARCHIVE
+# is every command that opens the archive.
+ARCHIVE = frozenset({"*"})
+PASSES = frozenset({"sync", "run"})  # the commands that run sync passes
+DAEMON = frozenset({"run"})
+CLASSIFYING = PASSES | {"ingest", "rebuild"}  # the commands that classify statuses
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One setting as users give and see it; its name and default are its ``Settings`` field's."""
+
+    env: str
+    flag: str
+    help: str  # also the setting's description in the README's table
+    commands: frozenset[str]
+    parse: Callable[[str], Any]  # the environment variable's text (and a flag's) to the value
+    shown: str | None = None  # the default as -h and the README say it, where the value misleads
+    low: int | None = None  # bounds the flag enforces (Settings checks its own invariants)
+    high: int | None = None
+    name: str = ""  # from the field
+    default: Any = None  # from the field
+
+    def takes(self, command: str) -> bool:
+        return "*" in self.commands or command in self.commands
+
+    @property
+    def shown_default(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        value = self.default
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+
+def setting(
+    default: Any = MISSING,
+    *,
+    env: str,
+    flag: str,
+    help: str,
+    commands: Iterable[str],
+    parse: Callable[[str], Any] | None = None,
+    factory: Callable[[], Any] | None = None,
+    shown: str | None = None,
+    low: int | None = None,
+    high: int | None = None,
+    secret: bool = False,
+) -> Any:
+    """A ``Settings`` field carrying its declaration; ``parse`` defaults to the default's type."""
+    if parse is None and default is MISSING:
+        raise TypeError(f"setting {flag}: a default factory needs an explicit parse")
+    declared = Declared(
+        env, flag, help, frozenset(commands), parse or type(default), shown, low, high
+    )
+    metadata = {"declared": declared}
+    if factory is not None:
+        return field(default_factory=factory, repr=not secret, metadata=metadata)
+    return field(default=default, repr=not secret, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class Settings:
-    api_key: str | None = field(default=None, repr=False)
-    api_url: str = DEFAULT_API_URL
-    auth_scheme: str = ""
-    database_url: str = DEFAULT_DATABASE_URL
+    """Every setting of the archiver, each field its one declaration (see the module docstring)."""
+
+    api_key: str | None = setting(
+        None,
+        env="PIXXEL_API_KEY",
+        flag="--api-key",
+        help="API key (prefer the variable: flags show in `ps`)",
+        commands=PASSES,
+        parse=str,
+        shown="none (`sync` and `run` fail with a clear message)",
+        secret=True,
+    )
+    api_url: str = setting(
+        DEFAULT_API_URL,
+        env="PIXXEL_API_URL",
+        flag="--api-url",
+        help="API base URL",
+        commands=PASSES,
+    )
+    auth_scheme: str = setting(
+        "",
+        env="PIXXEL_AUTH_SCHEME",
+        flag="--auth-scheme",
+        help="Prefix for the key, e.g. Bearer",
+        commands=PASSES,
+        shown="none: the raw key",
+    )
+    database_url: str = setting(
+        DEFAULT_DATABASE_URL,
+        env="ARCHIVER_DATABASE_URL",
+        flag="--database-url",
+        help="SQLAlchemy URL of the archive",
+        commands=ARCHIVE,
+    )
     # HTTP
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    request_deadline: float = 60.0
-    max_body_bytes: int = 32 * 1024 * 1024
-    max_retries: int = 4
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    retry_after_cap: float = 120.0
+    connect_timeout: float = setting(
+        5.0,
+        env="ARCHIVER_CONNECT_TIMEOUT",
+        flag="--connect-timeout",
+        help="Seconds to connect",
+        commands=PASSES,
+    )
+    read_timeout: float = setting(
+        30.0,
+        env="ARCHIVER_READ_TIMEOUT",
+        flag="--read-timeout",
+        help="Seconds to wait for data",
+        commands=PASSES,
+    )
+    request_deadline: float = setting(
+        60.0,
+        env="ARCHIVER_REQUEST_DEADLINE",
+        flag="--request-deadline",
+        help="Overall seconds per request",
+        commands=PASSES,
+    )
+    max_body_bytes: int = setting(
+        32 * 1024 * 1024,
+        env="ARCHIVER_MAX_BODY_BYTES",
+        flag="--max-body-bytes",
+        help="Largest response body accepted, in bytes",
+        commands=PASSES,
+        low=1,
+    )
+    max_retries: int = setting(
+        4,
+        env="ARCHIVER_MAX_RETRIES",
+        flag="--max-retries",
+        help="Retries per request",
+        commands=PASSES,
+        low=0,
+        high=20,
+    )
+    backoff_base: float = setting(
+        0.5,
+        env="ARCHIVER_BACKOFF_BASE",
+        flag="--backoff-base",
+        help="Back-off before the first retry, in seconds (doubling each retry, fully jittered)",
+        commands=PASSES,
+        low=0,
+    )
+    backoff_max: float = setting(
+        30.0,
+        env="ARCHIVER_BACKOFF_MAX",
+        flag="--backoff-max",
+        help="Longest back-off between retries, in seconds",
+        commands=PASSES,
+        low=0,
+    )
+    retry_after_cap: float = setting(
+        120.0,
+        env="ARCHIVER_RETRY_AFTER_CAP",
+        flag="--retry-after-cap",
+        help="Longest wait a server's Retry-After can impose, in seconds",
+        commands=PASSES,
+        low=0,
+    )
     # sync and polling
-    concurrency: int = 8
-    rate_limit: float = 20.0
-    poll_interval: float = 300.0
-    poll_jitter: float = 0.1
-    settle_window: float = 24 * 3600.0
-    settle_interval: float = 3600.0
-    failure_backoff_max: float = 6 * 3600.0
-    pause_after: int = 3
+    concurrency: int = setting(
+        8,
+        env="ARCHIVER_CONCURRENCY",
+        flag="--concurrency",
+        help="Parallel fetches",
+        commands=PASSES,
+        low=1,
+        high=256,
+    )
+    rate_limit: float = setting(
+        20.0,
+        env="ARCHIVER_RATE_LIMIT",
+        flag="--rate-limit",
+        help="Requests per second, 0 = unlimited",
+        commands=PASSES,
+    )
+    poll_interval: float = setting(
+        300.0,
+        env="ARCHIVER_POLL_INTERVAL",
+        flag="--poll-interval",
+        help="Seconds between polls of a job",
+        commands=PASSES,
+    )
+    poll_jitter: float = setting(
+        0.1,
+        env="ARCHIVER_POLL_JITTER",
+        flag="--poll-jitter",
+        help="Spread of each job's next poll, as a fraction (±) of its interval",
+        commands=PASSES,
+        low=0,
+        high=1,
+    )
+    settle_window: float = setting(
+        24 * 3600.0,
+        env="ARCHIVER_SETTLE_WINDOW",
+        flag="--settle-window",
+        help="Seconds terminal jobs are re-checked",
+        commands=PASSES,
+    )
+    settle_interval: float = setting(
+        3600.0,
+        env="ARCHIVER_SETTLE_INTERVAL",
+        flag="--settle-interval",
+        help="Seconds between re-checks of a terminal job",
+        commands=PASSES,
+    )
+    failure_backoff_max: float = setting(
+        6 * 3600.0,
+        env="ARCHIVER_FAILURE_BACKOFF_MAX",
+        flag="--failure-backoff-max",
+        help="Longest wait before polling a failing job again, in seconds",
+        commands=PASSES,
+        low=0,
+    )
+    pause_after: int = setting(
+        3,
+        env="ARCHIVER_PAUSE_AFTER",
+        flag="--pause-after",
+        help="Consecutive 403/404 answers that pause a job",
+        commands=PASSES,
+        low=1,
+    )
     # the daemon
-    run_interval: float = 60.0
-    lease_seconds: float = 0.0  # 0: derived from the request timeouts (see lease_duration)
+    run_interval: float = setting(
+        60.0,
+        env="ARCHIVER_RUN_INTERVAL",
+        flag="--interval",
+        help="Seconds between daemon passes",
+        commands=DAEMON,
+    )
+    lease_seconds: float = setting(
+        0.0,
+        env="ARCHIVER_LEASE_SECONDS",
+        flag="--lease-seconds",
+        help="Lease on a claimed job, in seconds",
+        commands=DAEMON,
+        shown="0: (retries + 1) * deadline + retries * backoff max + 60",
+    )
     # payload interpretation
-    status_map: Mapping[str, str] = field(default_factory=dict)
+    status_map: Mapping[str, str] = setting(
+        env="ARCHIVER_STATUS_MAP",
+        flag="--status-map",
+        help="Extra status classes, e.g. archived=succeeded,rejected=failed (adds or overrides)",
+        commands=CLASSIFYING,
+        parse=parse_status_map,
+        factory=dict,
+        shown="built in",
+    )
 
     def __post_init__(self) -> None:
         if _password_taken_for_host(self.database_url):
@@ -76,6 +304,12 @@ class Settings:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
+        # the retry policies refuse these too, but only once a client or a pass is built
+        for name in ("backoff_base", "backoff_max", "retry_after_cap", "failure_backoff_max"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if not 0.0 <= self.poll_jitter <= 1.0:
+            raise ConfigError(f"poll_jitter must be between 0 and 1, got {self.poll_jitter}")
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given settings changed; ``None`` means "not given" and is ignored."""
@@ -141,46 +375,30 @@ def mask_url(url: str) -> str:
         return "<unparsable database URL>"
 
 
-def _float(text: str) -> float:
-    return float(text)
-
-
-# setting name -> (environment variable, parser)
-ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "api_key": ("PIXXEL_API_KEY", str),
-    "api_url": ("PIXXEL_API_URL", str),
-    "auth_scheme": ("PIXXEL_AUTH_SCHEME", str),
-    "database_url": ("ARCHIVER_DATABASE_URL", str),
-    "connect_timeout": ("ARCHIVER_CONNECT_TIMEOUT", _float),
-    "read_timeout": ("ARCHIVER_READ_TIMEOUT", _float),
-    "request_deadline": ("ARCHIVER_REQUEST_DEADLINE", _float),
-    "max_retries": ("ARCHIVER_MAX_RETRIES", int),
-    "concurrency": ("ARCHIVER_CONCURRENCY", int),
-    "rate_limit": ("ARCHIVER_RATE_LIMIT", _float),
-    "poll_interval": ("ARCHIVER_POLL_INTERVAL", _float),
-    "settle_window": ("ARCHIVER_SETTLE_WINDOW", _float),
-    "settle_interval": ("ARCHIVER_SETTLE_INTERVAL", _float),
-    "status_map": ("ARCHIVER_STATUS_MAP", parse_status_map),
-    "run_interval": ("ARCHIVER_RUN_INTERVAL", _float),
-    "lease_seconds": ("ARCHIVER_LEASE_SECONDS", _float),
-}
+# every setting's declaration, in the order of the fields
+DECLARED: tuple[Declared, ...] = tuple(
+    replace(
+        f.metadata["declared"],
+        name=f.name,
+        default=f.default if f.default_factory is MISSING else f.default_factory(),
+    )
+    for f in fields(Settings)
+)
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Defaults overridden by the environment; a malformed value is a ConfigError naming it."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    known = {f.name for f in fields(Settings)}
-    for name, (var, parse) in ENVIRONMENT.items():
-        assert name in known
-        raw = environ.get(var)
+    for declared in DECLARED:
+        raw = environ.get(declared.env)
         if raw is None or raw == "":
             continue
         try:
-            values[name] = parse(raw)
+            values[declared.name] = declared.parse(raw)
         except ConfigError:
             raise
         except ValueError:
-            shown = "<hidden>" if name == "api_key" else repr(raw)
-            raise ConfigError(f"{var}={shown} is not a valid value") from None
+            shown = "<hidden>" if declared.name == "api_key" else repr(raw)
+            raise ConfigError(f"{declared.env}={shown} is not a valid value") from None
     return Settings(**values)

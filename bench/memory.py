@@ -138,21 +138,16 @@ def child(
 ) -> dict[str, float]:
     """One sync pass in this process (everything, stopped after ``stop_after`` jobs, if given)."""
     from archiver.api.client import ApiClient
+    from archiver.polling import malloc
     from archiver.polling.sync import JobOutcome, SyncPass
-    from archiver.statuses import DEFAULT_CLASSIFIER
 
+    malloc.return_large_blocks()  # as `archiver sync` sets up its process
     settings = Settings(api_key=api_key, api_url=api_url, rate_limit=0.0, concurrency=concurrency)
     engine = db.make_engine(url)
     done = 0
     start = time.perf_counter()
     with ApiClient(settings) as client:
-        sync = SyncPass(
-            db.session_factory(engine),
-            client,
-            policy=tracking.PollingPolicy.from_settings(settings),
-            classifier=DEFAULT_CLASSIFIER,
-            concurrency=concurrency,
-        )
+        sync = SyncPass.from_settings(settings, db.session_factory(engine), client)
 
         def count(outcome: JobOutcome) -> None:
             nonlocal done

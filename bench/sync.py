@@ -20,10 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from archiver import db
 from archiver.api.client import ApiClient
 from archiver.config import Settings
-from archiver.polling import tracking
+from archiver.polling import malloc, tracking
 from archiver.polling.sync import SyncPass
 from archiver.sim.simulator import Simulator
-from archiver.statuses import DEFAULT_CLASSIFIER
 from bench import backends
 from bench.workload import AT, SEED, TIME_SCALE
 
@@ -56,19 +55,10 @@ def fetch_all(settings: Settings, ids: list[tuple[str, str]], concurrency: int) 
         return time.perf_counter() - start
 
 
-def sync_once(
-    sessions: sessionmaker[Session], settings: Settings, concurrency: int, expect: str
-) -> float:
+def sync_once(sessions: sessionmaker[Session], settings: Settings, expect: str) -> float:
     """Seconds of one ``SyncPass.run(everything=True)``; every job must end as ``expect``."""
     with ApiClient(settings) as client:
-        sync = SyncPass(
-            sessions,
-            client,
-            policy=tracking.PollingPolicy.from_settings(settings),
-            classifier=DEFAULT_CLASSIFIER,
-            concurrency=concurrency,
-            rate_limit=0.0,
-        )
+        sync = SyncPass.from_settings(settings, sessions, client)
         start = time.perf_counter()
         summary = sync.run(everything=True)
         seconds = time.perf_counter() - start
@@ -86,6 +76,7 @@ def measure(
     postgres_url: str = backends.DEFAULT_POSTGRES_URL,
 ) -> list[SyncRun]:
     """``runs`` runs of (bare fetch, first sync, unchanged re-sync) of ``n`` simulated jobs."""
+    malloc.return_large_blocks()  # as `archiver sync` sets up its process
     clock = FrozenClock()
     sim = Simulator(seed=SEED, jobs=n, clock=clock, time_scale=TIME_SCALE, cache_jobs=n)
     clock.now = AT  # mid-lifecycle, like the ingest workload
@@ -103,8 +94,8 @@ def measure(
                 sessions = db.session_factory(engine)
                 with sessions.begin() as session:
                     tracking.track(session, ids, datetime.now(UTC))
-                first = sync_once(sessions, settings, concurrency, "new")
-                again = sync_once(sessions, settings, concurrency, "unchanged")
+                first = sync_once(sessions, settings, "new")
+                again = sync_once(sessions, settings, "unchanged")
                 engine.dispose()
             out.append(SyncRun(fetch, first, again))
     return out

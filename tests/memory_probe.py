@@ -110,25 +110,21 @@ def _sync(sessions: Any, body: bytes, wf: str, job_id: str, peak: PeakGrowth) ->
 
     from archiver.api.client import ApiClient
     from archiver.config import Settings
+    from archiver.polling import malloc
     from archiver.polling.leases import Claim
     from archiver.polling.sync import SyncPass
-    from archiver.statuses import DEFAULT_CLASSIFIER
 
+    malloc.return_large_blocks()  # as `archiver sync` sets up its process
     with sessions.begin() as session:
         tracking.track(session, [(wf, job_id)], T0)
     with ScriptedServer() as server:
         server.always(Reply(200, body, headers={"Content-Type": "application/json"}))
         key = "memory-probe-key-0123456789"
-        settings = Settings(api_key=key, api_url=server.url, max_retries=0, rate_limit=0.0)
+        settings = Settings(
+            api_key=key, api_url=server.url, max_retries=0, rate_limit=0.0, concurrency=1
+        )
         with ApiClient(settings) as client:
-            sync = SyncPass(
-                sessions,
-                client,
-                policy=tracking.PollingPolicy.from_settings(settings),
-                classifier=DEFAULT_CLASSIFIER,
-                concurrency=1,
-                now=lambda: T0,
-            )
+            sync = SyncPass.from_settings(settings, sessions, client, now=lambda: T0)
             with peak:
                 summary = sync.run(claims=[Claim(wf, job_id)])  # this job only: probes share a db
     return "failed" if summary.failed else "new"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from archiver import config
 from archiver.cli import cli
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
@@ -40,7 +41,14 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert "python -m pip install '.[test]' && python -m pytest -q" in block
 
 
-def test_every_setting_is_in_the_readme() -> None:
-    from archiver.config import ENVIRONMENT
+def readme_settings_table() -> list[list[str]]:
+    """The rows of the table under "## Settings", each a list of its cells."""
+    section = README.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines[2:]]
 
-    assert [var for var, _ in ENVIRONMENT.values() if f"`{var}`" not in README] == []
+
+def test_the_readme_settings_table_is_the_declaration() -> None:
+    """Every setting, in order, with its description, env var, flag and default as declared."""
+    declared = [[d.help, f"`{d.env}`", f"`{d.flag}`", d.shown_default] for d in config.DECLARED]
+    assert readme_settings_table() == declared

@@ -49,8 +49,6 @@ from archiver.polling import tracking
 from archiver.polling.daemon import Daemon
 from archiver.polling.metrics import MonitoringServer
 from archiver.polling.sync import SyncPass
-from archiver.polling.tracking import PollingPolicy
-from archiver.statuses import DEFAULT_CLASSIFIER
 
 KEY = "SENTINEL-KEY-4f9a2c7e81d3"
 PASSWORD = "SENTINEL-PW-7c31d9b2"
@@ -198,13 +196,7 @@ def test_debug_logs_errors_and_the_archive_hold_no_secret(
         client = ApiClient(settings)
         with sessions.begin() as session:
             tracking.track(session, [("w", kind) for kind in (*KINDS, "slow-down")], T0)
-        sync = SyncPass(
-            sessions,
-            client,
-            policy=PollingPolicy.from_settings(settings),
-            classifier=DEFAULT_CLASSIFIER,
-            now=lambda: T0,
-        )
+        sync = SyncPass.from_settings(settings, sessions, client, now=lambda: T0)
         summary = sync.run(everything=True)
         texts += summary.errors
         for kind in KINDS[1:]:

@@ -4,12 +4,9 @@ Why it is built this way:
 
 * **Pooling, per thread.** A ``requests.Session`` pools connections but is not thread-safe, so
   each worker thread gets its own (``threading.local``) and one client can serve a thread pool.
-* **A real deadline.** requests' read timeout is per socket read: a server that drips a byte a
-  second, in the headers or the body, never trips it. Each request therefore runs under a
-  watchdog timer that shuts the request's socket down when ``request_deadline`` passes, which
-  unblocks the worker whatever it is waiting on. The connection finds its watchdog through a
-  small urllib3 connection subclass that registers itself with the deadline of the request
-  running on its thread. The streamed body is also checked against the clock between chunks.
+* **A real deadline.** requests' read timeout is per socket read, so a dripping server never
+  trips it; each request runs under a ``Deadline`` (``archiver.api.deadline``) whose watchdog
+  shuts the socket down, and the streamed body is checked against the clock between chunks.
 * **Our own retry loop, not urllib3's ``Retry``.** ``Retry`` cannot see the deadline, the body
   cap, or our classification (an invalid 200 is permanent, a body cut short by a dropped
   connection is transient), and it has honoured huge ``Retry-After`` values uncapped
@@ -22,33 +19,26 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
-import heapq
 import http
-import itertools
 import logging
 import math
 import os
 import random
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, NamedTuple, Self
 from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 import archiver
+from archiver.api.deadline import Deadline, DeadlineAdapter
 from archiver.archive.jsonload import Decoded, JsonError, loads
 from archiver.config import Settings
 from archiver.errors import (
@@ -108,160 +98,6 @@ class _Answer(NamedTuple):
     fetched_at: datetime
 
 
-# ---------------------------------------------------------------------------------------------
-# The deadline watchdog and the connection classes that report to it
-
-
-_active = threading.local()  # .deadline: the _Deadline of the request running on this thread
-
-
-class _Deadline:
-    """Shuts a request's socket down when its deadline passes, whatever the worker waits on."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._expires_at = time.monotonic() + seconds
-        self._lock = threading.Lock()
-        self._connections: list[HTTPConnection] = []
-        self._fired = False
-        self._finished = False
-
-    def __enter__(self) -> Self:
-        _active.deadline = self
-        _WATCHDOG.watch(self._expires_at, self)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        _active.deadline = None
-        with self._lock:  # after this, a late firing can no longer touch the (pooled) socket
-            self._finished = True
-            self._connections.clear()
-
-    @property
-    def expired(self) -> bool:
-        return self._fired or time.monotonic() >= self._expires_at
-
-    def attach(self, conn: HTTPConnection) -> None:
-        with self._lock:
-            if self._finished:
-                return
-            if conn not in self._connections:
-                self._connections.append(conn)
-            if self._fired:
-                _shut(conn)
-
-    def _fire(self) -> None:
-        with self._lock:
-            if self._finished:
-                return
-            self._fired = True
-            for conn in self._connections:
-                _shut(conn)
-
-
-class _Watchdog:
-    """One thread for every deadline of the process (a thread per request costs more than the
-    request itself on loopback). Finished deadlines are dropped when they come due."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Deadline]] = []
-        self._cond = threading.Condition()
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, when: float, deadline: _Deadline) -> None:
-        with self._cond:
-            heapq.heappush(self._heap, (when, next(self._order), deadline))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="archiver-deadlines", daemon=True
-                )
-                self._thread.start()
-            if self._heap[0][2] is deadline:
-                self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._heap:
-                    self._cond.wait()
-                when, _, deadline = self._heap[0]
-                wait = when - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                heapq.heappop(self._heap)
-            deadline._fire()
-
-
-_WATCHDOG = _Watchdog()
-
-
-def _shut(conn: HTTPConnection) -> None:
-    sock = conn.sock
-    if sock is None:
-        return  # still connecting: the connect timeout bounds that, and attach() shuts it after
-    with contextlib.suppress(OSError):  # already closed: nothing left to unblock
-        if isinstance(sock, socket.socket):
-            # The plain-socket shutdown, for TLS sockets too: SSLSocket.shutdown() would drop its
-            # SSL object under the reading thread's feet; this only makes the reader see EOF.
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        else:
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-def _attach_to_deadline(conn: HTTPConnection) -> None:
-    deadline: _Deadline | None = getattr(_active, "deadline", None)
-    if deadline is not None:
-        deadline.attach(conn)
-
-
-class _HTTPConnection(HTTPConnection):
-    def connect(self) -> None:
-        super().connect()
-        _attach_to_deadline(self)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach_to_deadline(self)  # a pooled connection is reused without connect()
-        super().request(*args, **kwargs)
-
-
-class _HTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _attach_to_deadline(self)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach_to_deadline(self)
-        super().request(*args, **kwargs)
-
-
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-def _use_our_pools(manager: urllib3.PoolManager) -> None:
-    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-
-
-class _Adapter(HTTPAdapter):
-    """requests' adapter, with connections that answer to the deadline watchdog."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        _use_our_pools(self.poolmanager)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if isinstance(manager, urllib3.ProxyManager):  # SOCKS managers keep their own classes
-            _use_our_pools(manager)
-        return manager
-
-
 class _KeyAuth(requests.auth.AuthBase):
     """Sets the Authorization header; also keeps requests from consulting ~/.netrc."""
 
@@ -310,12 +146,7 @@ class ApiClient:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -344,14 +175,15 @@ class ApiClient:
                 retry = exc.transient and self._retry.allows(attempt + 1)
                 delay = self._retry_delay(attempt, exc) if retry else None
                 outcome = f"{exc.status} {exc.reason}" if exc.status else exc.reason
-                self._log(path, outcome, began, attempt, total, delay)
+                tries = f"{attempt + 1} of {total}"
+                _log(path, outcome, began, tries, delay)
                 if self._observer is not None:
                     self._observer(exc.status, exc.reason, time.monotonic() - began)
                 if delay is None:
                     raise
                 self._sleep(delay)
                 continue
-            self._log(path, 200, began, attempt, total, None)
+            _log(path, 200, began, f"{attempt + 1} of {total}", None)
             if self._observer is not None:
                 self._observer(200, "ok", time.monotonic() - began)
             return FetchedJob(
@@ -405,7 +237,7 @@ class ApiClient:
         session.auth = _KeyAuth(auth)
         session.headers["User-Agent"] = f"job-archiver/{archiver.__version__}"
         session.headers["Accept"] = "application/json"
-        adapter = _Adapter(pool_connections=1, pool_maxsize=1)
+        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=1)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         # The environment (proxies, CA bundle) is read once here, not on every request as
@@ -436,7 +268,7 @@ class ApiClient:
             min(s.connect_timeout, s.request_deadline),
             min(s.read_timeout, s.request_deadline),
         )
-        with _Deadline(s.request_deadline) as deadline:
+        with Deadline(s.request_deadline) as deadline:
             try:
                 response = session.get(url, timeout=timeout, stream=True, allow_redirects=False)
             except requests.RequestException as exc:
@@ -450,7 +282,7 @@ class ApiClient:
         return _Answer(text, decoded, fetched_at)
 
     def _read(
-        self, response: requests.Response, limit: int, deadline: _Deadline, where: str
+        self, response: requests.Response, limit: int, deadline: Deadline, where: str
     ) -> bytes:
         """The body, decompressed, or an error: too big, too slow, or cut short."""
         status = response.status_code
@@ -511,7 +343,7 @@ class ApiClient:
     # -- errors --------------------------------------------------------------------------------
 
     def _status_error(
-        self, response: requests.Response, deadline: _Deadline, where: str
+        self, response: requests.Response, deadline: Deadline, where: str
     ) -> ApiError:
         status = response.status_code
         line = _status_line(status)
@@ -539,7 +371,7 @@ class ApiClient:
         return _error_class(status, code)(text, status=status, code=code, retry_after=retry_after)
 
     def _request_error(
-        self, exc: requests.RequestException, deadline: _Deadline, status: int | None, where: str
+        self, exc: requests.RequestException, deadline: Deadline, status: int | None, where: str
     ) -> ArchiverError:
         if deadline.expired:
             return self._deadline_error(deadline, status, where)
@@ -564,9 +396,7 @@ class ApiClient:
             reason = f"connection failed: {_reason(exc)}"
         return TransportError(self._redact(f"{reason} {where}"), status=status)
 
-    def _deadline_error(
-        self, deadline: _Deadline, status: int | None, where: str
-    ) -> TransportError:
+    def _deadline_error(self, deadline: Deadline, status: int | None, where: str) -> TransportError:
         text = f"request exceeded its {deadline.seconds}s deadline {where}"
         return TransportError(self._redact(text), status=status)
 
@@ -577,35 +407,21 @@ class ApiClient:
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "<redacted>") if self._key else text
 
-    # -- retries and logging -------------------------------------------------------------------
+    # -- retries -----------------------------------------------------------------------------------
 
     def _retry_delay(self, attempt: int, exc: ApiError) -> float:
         return self._retry.delay(attempt, retry_after=exc.retry_after, draw=self._jitter)
 
-    def _log(
-        self,
-        path: str,
-        outcome: int | str,
-        began: float,
-        attempt: int,
-        total: int,
-        delay: float | None,
-    ) -> None:
-        retry = f"; retrying in {delay:.2f}s" if delay is not None else ""
-        elapsed = time.monotonic() - began
-        log.debug(
-            "GET %s -> %s in %.3fs (attempt %d of %d)%s",
-            path,
-            outcome,
-            elapsed,
-            attempt + 1,
-            total,
-            retry,
-        )
-
 
 # ---------------------------------------------------------------------------------------------
 # Helpers without state
+
+
+def _log(path: str, outcome: int | str, began: float, attempt: str, delay: float | None) -> None:
+    """One debug line per HTTP attempt; ``attempt`` reads "n of m"."""
+    retry = f"; retrying in {delay:.2f}s" if delay is not None else ""
+    elapsed = time.monotonic() - began
+    log.debug("GET %s -> %s in %.3fs (attempt %s)%s", path, outcome, elapsed, attempt, retry)
 
 
 def _job_path(workflow_id: str, job_id: str) -> str:

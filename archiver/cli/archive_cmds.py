@@ -18,10 +18,9 @@ from archiver.cli.common import (
     Abort,
     build_settings,
     cli,
-    database_option,
     format_option,
     open_archive,
-    status_map_option,
+    settings_options,
 )
 from archiver.reporting.queries import job_history
 from archiver.reporting.render import history_grid, history_json, show
@@ -45,8 +44,7 @@ def _parse_when(_ctx: Any, _param: Any, value: str | None) -> datetime | None:
     help="When these payloads were fetched (ISO-8601) [default: now]; envelopes override it.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Only the summary line.")
-@status_map_option
-@database_option
+@settings_options("ingest")
 def ingest(
     files: tuple[str, ...],
     fetched_at: datetime | None,
@@ -94,7 +92,7 @@ def ingest(
 @click.argument("workflow_id")
 @click.argument("job_id")
 @format_option("table", "json")
-@database_option
+@settings_options("history")
 def history(workflow_id: str, job_id: str, fmt: str, database_url: str | None) -> None:
     """The job's change history (job, tasks, validation errors), oldest first."""
     settings = build_settings(database_url=database_url)

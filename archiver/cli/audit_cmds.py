@@ -15,10 +15,9 @@ from archiver.cli.common import (
     Abort,
     build_settings,
     cli,
-    database_option,
     open_archive,
     reported_errors,
-    status_map_option,
+    settings_options,
 )
 from archiver.config import mask_url
 from archiver.errors import ArchiverError
@@ -53,7 +52,7 @@ def _actor(value: str | None) -> str:
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-@database_option
+@settings_options("verify")
 def verify(
     workflow_id: str | None,
     job_id: str | None,
@@ -129,7 +128,7 @@ def verify(
 @click.option("--reopen", is_flag=True, help="Take the closed statement out of force instead.")
 @click.option("--reason", help="Why the period is reopened (required with --reopen; logged).")
 @click.option("--by", "actor", help="Who closes or reopens, for the log [default: the OS user].")
-@database_option
+@settings_options("close-period")
 def close_period(
     period: str, reopen: bool, reason: str | None, actor: str | None, database_url: str | None
 ) -> None:
@@ -172,8 +171,7 @@ def close_period(
     is_flag=True,
     help="Rebuild into a scratch database and report what would differ; change nothing.",
 )
-@status_map_option
-@database_option
+@settings_options("rebuild")
 def rebuild(
     into: str | None,
     dry_run: bool,

@@ -1,4 +1,4 @@
-"""What every command shares: the group, settings from flags, one-line errors, the archive."""
+"""What every command shares: the group, the settings' flags, one-line errors, the archive."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import __version__
 from archiver import db as dbmod
-from archiver.config import Settings, mask_url, parse_status_map, settings_from_env
+from archiver.config import DECLARED, Declared, Settings, mask_url, settings_from_env
 from archiver.errors import ArchiverError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,15 +52,6 @@ def open_archive(settings: Settings) -> Iterator[sessionmaker[Session]]:
             engine.dispose()
 
 
-def database_option(func: F) -> F:
-    return click.option(
-        "--database-url",
-        default=None,
-        help="SQLAlchemy URL of the archive [env ARCHIVER_DATABASE_URL; "
-        "default: sqlite:///archiver.db].",
-    )(func)
-
-
 def format_option(*choices: str) -> Callable[[F], F]:
     return click.option(
         "--format",
@@ -72,20 +63,48 @@ def format_option(*choices: str) -> Callable[[F], F]:
     )
 
 
-def _status_map(_ctx: Any, _param: Any, value: str | None) -> dict[str, str] | None:
-    if value is None:
-        return None
-    try:
-        return parse_status_map(value)
-    except ArchiverError as exc:
-        raise click.BadParameter(str(exc)) from None
+def settings_options(command: str) -> Callable[[F], F]:
+    """The flags of the settings ``command`` takes, from their declarations (``config.DECLARED``).
+
+    A flag left out is None, so the environment variable and then the default apply; the help
+    shows the declared default, never a value taken from the environment (it may be the key).
+    """
+    chosen = [declared for declared in DECLARED if declared.takes(command)]
+
+    def decorate(func: F) -> F:
+        for declared in reversed(chosen):
+            func = _setting_option(declared)(func)
+        return func
+
+    return decorate
 
 
-status_map_option = click.option(
-    "--status-map",
-    callback=_status_map,
-    help="Extra status classes, e.g. archived=succeeded,rejected=failed [env ARCHIVER_STATUS_MAP].",
-)
+def _setting_option(declared: Declared) -> Callable[[F], F]:
+    extra = f"[env var: {declared.env}; default: {declared.shown_default}]"
+    kwargs: dict[str, Any] = {"default": None, "help": f"{declared.help}.  {extra}"}
+    low, high = declared.low, declared.high
+    bounded = low is not None or high is not None
+    if declared.parse is int:
+        kwargs["type"] = click.IntRange(low, high) if bounded else click.INT
+    elif declared.parse is float:
+        kwargs["type"] = click.FloatRange(low, high) if bounded else click.FLOAT
+    elif declared.parse is not str:
+        kwargs["callback"] = _parsed_with(declared.parse)
+    return click.option(declared.flag, declared.name, **kwargs)
+
+
+def _parsed_with(parse: Callable[[str], Any]) -> Callable[[Any, Any, str | None], Any]:
+    """A click callback: the declared parser, its errors as click's usage errors."""
+
+    def callback(_ctx: Any, _param: Any, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except (ArchiverError, ValueError) as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return callback
 
 
 def build_settings(**flags: Any) -> Settings:

@@ -9,9 +9,9 @@ from archiver.cli.common import (
     Abort,
     build_settings,
     cli,
-    database_option,
     open_archive,
     reported_errors,
+    settings_options,
 )
 from archiver.reporting import grants
 
@@ -22,7 +22,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@database_option
+@settings_options("db upgrade")
 @click.option("--revision", default="head", show_default=True, help="Alembic revision to reach.")
 def db_upgrade(database_url: str | None, revision: str) -> None:
     """Create or migrate the database to the latest schema."""
@@ -33,7 +33,7 @@ def db_upgrade(database_url: str | None, revision: str) -> None:
 
 
 @db.command("check")
-@database_option
+@settings_options("db check")
 def db_check(database_url: str | None) -> None:
     """Exit 0 when the database is reachable and at the code's schema, else say why."""
     settings = build_settings(database_url=database_url)
@@ -44,7 +44,7 @@ def db_check(database_url: str | None) -> None:
 
 @db.command("grant-reader")
 @click.argument("role")
-@database_option
+@settings_options("db grant-reader")
 def db_grant_reader(role: str, database_url: str | None) -> None:
     """Let ROLE read every table and view of the archive, and nothing more (PostgreSQL).
 

@@ -16,9 +16,9 @@ from archiver.cli.common import (
     F,
     build_settings,
     cli,
-    database_option,
     format_option,
     open_archive,
+    settings_options,
 )
 from archiver.reporting import html_report, reports
 from archiver.reporting.render import records, records_csv, records_grid, records_json, show
@@ -108,7 +108,7 @@ def report() -> None:
 )
 @_period_options
 @format_option("table", "csv", "json")
-@database_option
+@settings_options("report cost")
 def report_cost(
     by: str, since: datetime | None, until: datetime | None, fmt: str, database_url: str | None
 ) -> None:
@@ -175,7 +175,7 @@ def _emit_books(rows: list[periods.BookRow], by: str, fmt: str, title: str) -> N
 @click.argument("job_id", required=False)
 @click.option("--tasks", is_flag=True, help="Tasks instead of jobs.")
 @format_option("table", "csv", "json")
-@database_option
+@settings_options("report status")
 def report_status(
     workflow_id: str | None, job_id: str | None, tasks: bool, fmt: str, database_url: str | None
 ) -> None:
@@ -207,7 +207,7 @@ def report_status(
 
 @report.command("failures")
 @format_option("table", "csv", "json")
-@database_option
+@settings_options("report failures")
 def report_failures(fmt: str, database_url: str | None) -> None:
     """Failed tasks by block, version and failure type, most first (current task states)."""
     rows = _read(database_url, reports.failures)
@@ -219,7 +219,7 @@ def report_failures(fmt: str, database_url: str | None) -> None:
 @report.command("as-of")
 @click.argument("timestamp", callback=_timestamp)
 @format_option("table", "csv", "json")
-@database_option
+@settings_options("report as-of")
 def report_as_of(timestamp: datetime, fmt: str, database_url: str | None) -> None:
     """Every job's status, cost and progress as archived at TIMESTAMP (UTC unless it says)."""
     rows = _read(database_url, reports.as_of, timestamp)
@@ -237,7 +237,7 @@ def report_as_of(timestamp: datetime, fmt: str, database_url: str | None) -> Non
     help="Write the page to this file ('-': standard output).",
 )
 @_period_options
-@database_option
+@settings_options("report html")
 def report_html(
     output: Any, since: datetime | None, until: datetime | None, database_url: str | None
 ) -> None:

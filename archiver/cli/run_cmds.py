@@ -6,23 +6,12 @@ from typing import Any
 
 import click
 
-from archiver.cli.common import Abort, cli, database_option, reported_errors
-from archiver.cli.sync_cmds import api_options, api_settings
+from archiver.cli.common import Abort, cli, reported_errors, settings_options
+from archiver.cli.sync_cmds import api_settings
 from archiver.polling import logs
 
 
 @cli.command()
-@click.option(
-    "--interval",
-    "run_interval",
-    type=float,
-    help="Seconds between passes [env ARCHIVER_RUN_INTERVAL; 60].",
-)
-@click.option(
-    "--lease-seconds",
-    type=float,
-    help="Lease on a claimed job [env ARCHIVER_LEASE_SECONDS; from the timeouts].",
-)
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
@@ -47,8 +36,7 @@ from archiver.polling import logs
     default="info",
     show_default=True,
 )
-@api_options
-@database_option
+@settings_options("run")
 def run(
     metrics_port: int | None,
     metrics_host: str,

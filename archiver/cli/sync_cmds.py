@@ -12,49 +12,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from archiver.api.client import ApiClient
 from archiver.cli.common import (
     Abort,
-    F,
     build_settings,
     cli,
-    database_option,
     open_archive,
     reported_errors,
-    status_map_option,
+    settings_options,
 )
 from archiver.config import Settings
+from archiver.polling import malloc
 from archiver.polling.sync import JobOutcome, SyncPass, SyncSummary
-from archiver.polling.tracking import PollingPolicy
-from archiver.statuses import StatusClassifier
-
-
-def api_options(func: F) -> F:
-    """Flags for every API and polling setting; each also has an environment variable."""
-    options = [
-        click.option("--api-url", help="API base URL [env PIXXEL_API_URL]."),
-        click.option(
-            "--api-key",
-            help="API key [env PIXXEL_API_KEY; prefer the variable: flags show in `ps`].",
-        ),
-        click.option(
-            "--auth-scheme", help="Prefix for the key, e.g. Bearer [env PIXXEL_AUTH_SCHEME]."
-        ),
-        click.option("--concurrency", type=click.IntRange(1, 256), help="Parallel fetches [8]."),
-        click.option("--rate-limit", type=float, help="Requests per second, 0 = unlimited [20]."),
-        click.option("--connect-timeout", type=float, help="Seconds to connect [5]."),
-        click.option("--read-timeout", type=float, help="Seconds to wait for data [30]."),
-        click.option("--max-retries", type=click.IntRange(0, 20), help="Retries per request [4]."),
-        click.option("--request-deadline", type=float, help="Overall seconds per request [60]."),
-        click.option("--poll-interval", type=float, help="Seconds between polls of a job [300]."),
-        click.option(
-            "--settle-window", type=float, help="Seconds terminal jobs are re-checked [86400]."
-        ),
-        click.option(
-            "--settle-interval", type=float, help="Seconds between those re-checks [3600]."
-        ),
-        status_map_option,
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
 
 
 def api_settings(**flags: Any) -> Settings:
@@ -79,14 +45,7 @@ def run_pass(
         ApiClient(settings) as client,
         reported_errors(settings),
     ):
-        sync = SyncPass(
-            sessions,
-            client,
-            policy=PollingPolicy.from_settings(settings),
-            classifier=StatusClassifier.with_overrides(settings.status_map),
-            concurrency=settings.concurrency,
-            rate_limit=settings.rate_limit,
-        )
+        sync = SyncPass.from_settings(settings, sessions, client)
         if console is None:
             return sync.run(everything=everything, on_job=on_job)
         with Progress(
@@ -113,11 +72,11 @@ def run_pass(
 
 @cli.command()
 @click.option("--all", "everything", is_flag=True, help="Every tracked job, due or not.")
-@api_options
-@database_option
+@settings_options("sync")
 def sync(everything: bool, database_url: str | None, **flags: Any) -> None:
     """One pass: fetch every due tracked job once, archive it, print a summary."""
     settings = api_settings(database_url=database_url, **flags)
+    malloc.return_large_blocks()  # fetch threads and the writer each free large payloads
     console = Console(stderr=True)
     summary = run_pass(
         settings, everything=everything, console=console if console.is_terminal else None
@@ -196,7 +155,7 @@ def simulate(
 @cli.command()
 @click.option("--seconds", default=35.0, show_default=True, help="How long to run sync passes.")
 @click.option("--jobs", default=50, show_default=True, help="Number of simulated jobs.")
-@database_option
+@settings_options("demo")
 def demo(seconds: float, jobs: int, database_url: str | None) -> None:
     """The whole product on the embedded default (SQLite), no key or setup: a live simulation."""
     from archiver.sim.demo import run_live_demo

@@ -17,9 +17,9 @@ from archiver.cli.common import (
     Abort,
     build_settings,
     cli,
-    database_option,
     format_option,
     open_archive,
+    settings_options,
 )
 from archiver.polling import tracking
 from archiver.reporting.render import Grid, show
@@ -45,7 +45,7 @@ TRACKED_COLUMNS = (
     type=click.Path(dir_okay=False, allow_dash=True),
     help="CSV of workflow_id,job_id (header optional; - for stdin).",
 )
-@database_option
+@settings_options("track")
 def track(
     workflow_id: str | None, job_id: str | None, path: str | None, database_url: str | None
 ) -> None:
@@ -84,7 +84,7 @@ def track(
 @cli.command()
 @click.argument("workflow_id")
 @click.argument("job_id")
-@database_option
+@settings_options("untrack")
 def untrack(workflow_id: str, job_id: str, database_url: str | None) -> None:
     """Stop polling a job; its archive is kept."""
     settings = build_settings(database_url=database_url)
@@ -102,7 +102,7 @@ def untrack(workflow_id: str, job_id: str, database_url: str | None) -> None:
     help="Only jobs in this state.",
 )
 @format_option("table", "csv", "json")
-@database_option
+@settings_options("tracked")
 def tracked(state: str | None, fmt: str, database_url: str | None) -> None:
     """List tracked jobs with their polling state."""
     settings = build_settings(database_url=database_url)

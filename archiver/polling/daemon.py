@@ -42,12 +42,10 @@ from archiver.archive import runs
 from archiver.config import Settings, mask_url
 from archiver.errors import ArchiverError, ConfigError, DatabaseError
 from archiver.models import TrackedJob
-from archiver.polling import leases
+from archiver.polling import leases, malloc
 from archiver.polling.metrics import Health, Metrics, MonitoringServer
 from archiver.polling.stall import StallWatchdog
 from archiver.polling.sync import SyncPass, SyncSummary
-from archiver.polling.tracking import PollingPolicy
-from archiver.statuses import StatusClassifier
 
 log = logging.getLogger("archiver.run")
 DB_CHECK_CACHE_SECONDS = 5.0  # /healthz is polled; do not hit the database each time
@@ -96,14 +94,7 @@ class Daemon:
         self.engine = db.make_engine(settings.database_url, **_stall_bounds(settings))
         self.sessions = db.session_factory(self.engine)
         self.client = ApiClient(settings, observer=self.metrics.observe_request)
-        self.sync = SyncPass(
-            self.sessions,
-            self.client,
-            policy=PollingPolicy.from_settings(settings),
-            classifier=StatusClassifier.with_overrides(settings.status_map),
-            concurrency=settings.concurrency,
-            rate_limit=settings.rate_limit,
-        )
+        self.sync = SyncPass.from_settings(settings, self.sessions, self.client)
         self.health = Health(interval=settings.run_interval, check_database=self._database_problem)
         self.stopping = threading.Event()
         self.idle = threading.Event()
@@ -322,6 +313,7 @@ class Daemon:
 
     def run(self, *, metrics_host: str = "127.0.0.1", metrics_port: int | None = None) -> int:
         """Block until SIGINT/SIGTERM; returns the exit status."""
+        malloc.return_large_blocks()  # fetch threads and the writer each free large payloads
         self.lock_sqlite()
         db.check_schema(self.engine)
         # a statement still running when its job's lease is over waits on a database that

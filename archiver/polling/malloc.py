@@ -7,6 +7,9 @@ free and serves later large blocks from the arena, which keeps them. Decoding an
 same payload then grows another arena: measured, one 11 MB payload cost 109 MB of resident set
 instead of 71. A fixed threshold makes every block of 1 MiB or more its own mapping, returned on
 free, whichever thread frees it; blocks that large are rare and cost one mmap each.
+
+The setting is the whole process's, so the process that sets up for sync passes asks for it
+(``archiver sync``, the daemon's start, the memory probes and benchmarks), not a ``SyncPass``.
 """
 
 from __future__ import annotations

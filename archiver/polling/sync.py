@@ -28,9 +28,10 @@ from archiver.api.ratelimit import RateLimiter
 from archiver.archive import runs
 from archiver.archive.batches import Entry, archive_batch, database_gone
 from archiver.archive.results import ArchiveResult
+from archiver.config import Settings
 from archiver.db import describe_error
 from archiver.errors import ApiError, ArchiverError, AuthenticationError, PayloadError
-from archiver.polling import leases, malloc, tracking
+from archiver.polling import leases, tracking
 from archiver.polling.leases import Claim, LeaseLost
 from archiver.statuses import StatusClassifier
 
@@ -111,7 +112,6 @@ class SyncPass:
         rate_limit: float = 0.0,
         now: Callable[[], datetime] = _now,
     ) -> None:
-        malloc.return_large_blocks()  # fetch threads and the writer each free large payloads
         self.sessions = sessions
         self.fetcher = fetcher
         self.policy = policy
@@ -124,6 +124,27 @@ class SyncPass:
         # the sync_runs row of a pass that started and could not be finished (its database
         # went away): the daemon closes it and says why once the database is back
         self.open_run: int | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        client: Fetcher,
+        *,
+        now: Callable[[], datetime] = _now,
+    ) -> SyncPass:
+        """The pass the settings describe (polling policy, status classes, concurrency, rate
+        limit) over the caller's archive and client: the caller opens and closes those."""
+        return cls(
+            sessions,
+            client,
+            policy=tracking.PollingPolicy.from_settings(settings),
+            classifier=StatusClassifier.with_overrides(settings.status_map),
+            concurrency=settings.concurrency,
+            rate_limit=settings.rate_limit,
+            now=now,
+        )
 
     def run(
         self,

@@ -22,13 +22,13 @@ from archiver.api.client import ApiClient
 from archiver.audit.verify import verify
 from archiver.config import Settings
 from archiver.models import Job, JobChange
-from archiver.polling import tracking
+from archiver.polling import malloc, tracking
 from archiver.polling.sync import SyncPass, SyncSummary
 from archiver.reporting import reports
 from archiver.reporting.queries import job_history, jobs_by_status
 from archiver.reporting.render import Grid, history_grid, show
 from archiver.sim.simulator import Simulator
-from archiver.statuses import CLASSES, DEFAULT_CLASSIFIER
+from archiver.statuses import CLASSES
 
 PASS_INTERVAL = 2.0
 SHOWN_FIELDS = ("status", "progress", "cost", "finished_at")
@@ -68,6 +68,7 @@ def run_live_demo(
     database_url: str, console: Console, *, jobs: int = 50, seconds: float = 35.0
 ) -> int:
     """Returns the number of jobs that failed to archive in the last pass (0 on a clean run)."""
+    malloc.return_large_blocks()  # as `archiver sync` does: the demo runs its passes
     simulator = _simulator(jobs, seconds)
     db.upgrade(database_url)
     engine = db.make_engine(database_url)
@@ -90,13 +91,10 @@ def run_live_demo(
         )
         with sessions.begin() as session:
             tracking.track(session, simulator.job_ids(), datetime.now(UTC))
-        policy = tracking.PollingPolicy.from_settings(settings)
         deadline = time.monotonic() + seconds
         passes, last = 0, None
         with ApiClient(settings) as client, Live(console=console, auto_refresh=False) as live:
-            sync = SyncPass(
-                sessions, client, policy=policy, classifier=DEFAULT_CLASSIFIER, concurrency=8
-            )
+            sync = SyncPass.from_settings(settings, sessions, client)
             while (left := deadline - time.monotonic()) > 0:
                 began = time.monotonic()
                 last = sync.run()

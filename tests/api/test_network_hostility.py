@@ -35,7 +35,6 @@ from archiver.config import Settings
 from archiver.models import Job, SyncError, TrackedJob
 from archiver.polling import tracking
 from archiver.polling.sync import JobOutcome, SyncPass
-from archiver.statuses import DEFAULT_CLASSIFIER
 
 KEY = "network-hostility-key"
 DEADLINE = 2.0
@@ -143,13 +142,7 @@ def test_hostile_servers_are_bounded_while_other_jobs_proceed(
     settings = settings_for(api.url, db_url)
     done: dict[str, float] = {}
     with ApiClient(settings) as client:
-        sync = SyncPass(
-            sessions,
-            client,
-            policy=tracking.PollingPolicy.from_settings(settings),
-            classifier=DEFAULT_CLASSIFIER,
-            concurrency=CONCURRENCY,
-        )
+        sync = SyncPass.from_settings(settings, sessions, client)
         started = time.monotonic()
 
         def on_job(outcome: JobOutcome) -> None:

@@ -57,7 +57,6 @@ from archiver.models import IngestProblem, Job, JobSnapshot, SyncError, Task, Va
 from archiver.polling import tracking
 from archiver.polling.sync import SyncPass
 from archiver.reporting import reports
-from archiver.statuses import DEFAULT_CLASSIFIER
 
 T0 = datetime(2026, 10, 1, 10, 6, tzinfo=UTC)  # when the clean victim was archived
 T1 = T0 + timedelta(minutes=5)  # when the hostile payload arrived
@@ -718,17 +717,16 @@ def test_hostile_payloads_through_the_client_and_a_sync_pass(archive: Archive) -
     with ScriptedServer() as server:
         server.always(answer)
         config = Settings(
-            api_key="hostile-suite-key-0123456789", api_url=server.url, max_retries=0, rate_limit=0
+            api_key="hostile-suite-key-0123456789",
+            api_url=server.url,
+            max_retries=0,
+            rate_limit=0,
+            concurrency=4,
         )
         client = ApiClient(config)
-        summary = SyncPass(
-            archive.sessions,
-            client,
-            policy=tracking.PollingPolicy.from_settings(config),
-            classifier=DEFAULT_CLASSIFIER,
-            concurrency=4,
-            now=lambda: T1,
-        ).run(everything=True)
+        summary = SyncPass.from_settings(config, archive.sessions, client, now=lambda: T1).run(
+            everything=True
+        )
         client.close()
     assert summary.run_id is not None
     got = {wf: outcome_in_archive(archive, wf, "job-1", summary.run_id) for wf in expected}

@@ -27,7 +27,6 @@ from archiver.polling import leases, tracking
 from archiver.polling.daemon import Daemon
 from archiver.polling.sync import SyncPass
 from archiver.sim.simulator import Faults, Simulator
-from archiver.statuses import DEFAULT_CLASSIFIER
 
 
 class Clock:
@@ -131,14 +130,8 @@ def test_a_lease_lost_inside_a_batch_keeps_only_that_job_out(
                 .where(TrackedJob.job_id == "b")
                 .values(lease_owner="worker-B", claim_token=TrackedJob.claim_token + 1)
             )
-        settings = daemon_settings(db_url, server.url)
-        sync = SyncPass(
-            sessions,
-            ApiClient(settings),
-            policy=tracking.PollingPolicy.from_settings(settings),
-            classifier=DEFAULT_CLASSIFIER,
-            concurrency=3,
-        )
+        settings = daemon_settings(db_url, server.url, concurrency=3)
+        sync = SyncPass.from_settings(settings, sessions, ApiClient(settings))
         outcomes: dict[str, str] = {}
         summary = sync.run(claims=held, on_job=lambda o: outcomes.update({o.job_id: o.outcome}))
     assert outcomes == {"a": "new", "b": "lost", "c": "new"}
@@ -176,12 +169,7 @@ def test_a_stalled_worker_whose_lease_was_taken_writes_nothing(
             taken = leases.claim(session, "worker-B", now, 10, lease_seconds=600)
         assert [c.token for c in stalled] == [1, 1] and [c.token for c in taken] == [2, 2]
         settings = daemon_settings(db_url, server.url)
-        sync = SyncPass(
-            sessions,
-            ApiClient(settings),
-            policy=tracking.PollingPolicy.from_settings(settings),
-            classifier=DEFAULT_CLASSIFIER,
-        )
+        sync = SyncPass.from_settings(settings, sessions, ApiClient(settings))
         late = sync.run(claims=stalled[:1])
         assert late.counts["lost"] == 1
         with sessions() as session:

@@ -48,7 +48,6 @@ from archiver.models import Job, SyncError, SyncRun
 from archiver.polling import tracking
 from archiver.polling.sync import SyncPass
 from archiver.sim.simulator import Faults, SimServer, Simulator
-from archiver.statuses import DEFAULT_CLASSIFIER
 
 OUTAGE_SECONDS = 60.0 if LONG else 8.0
 KILLS = 10 if LONG else 2
@@ -75,14 +74,11 @@ def clean_archive(sim: Simulator, api_url: str, tmp_path: Path) -> Dump:
     sessions = db.session_factory(engine)
     with sessions.begin() as session:
         tracking.track(session, sim.job_ids(), datetime.now(UTC))
-    settings = Settings(api_key=sim.api_key, api_url=api_url, database_url=url, max_retries=0)
+    settings = Settings(
+        api_key=sim.api_key, api_url=api_url, database_url=url, max_retries=0, rate_limit=0.0
+    )
     with ApiClient(settings) as client:
-        sync = SyncPass(
-            sessions,
-            client,
-            policy=tracking.PollingPolicy.from_settings(settings),
-            classifier=DEFAULT_CLASSIFIER,
-        )
+        sync = SyncPass.from_settings(settings, sessions, client)
         assert sync.run(everything=True).counts["new"] == JOBS_N
     try:
         return archive_of(engine)

@@ -31,7 +31,6 @@ from archiver.models import IngestProblem, JobChange, JobSnapshot, JobVersion, T
 from archiver.polling import tracking
 from archiver.polling.sync import SyncPass, SyncSummary
 from archiver.sim.simulator import Simulator
-from archiver.statuses import DEFAULT_CLASSIFIER
 
 T0 = datetime(2026, 10, 1, 12, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -83,13 +82,9 @@ def sync_pass(
         poll_jitter=0.0,
     )
     with ApiClient(settings) as client:
-        return SyncPass(
-            sessions,
-            client,
-            policy=tracking.PollingPolicy.from_settings(settings),
-            classifier=DEFAULT_CLASSIFIER,
-            now=lambda: now,
-        ).run(everything=True)
+        return SyncPass.from_settings(settings, sessions, client, now=lambda: now).run(
+            everything=True
+        )
 
 
 class FrozenClock:

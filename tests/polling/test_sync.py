@@ -20,7 +20,6 @@ from archiver.models import Job, JobChange, SyncError, SyncRun, Task, TrackedJob
 from archiver.polling import tracking
 from archiver.polling.sync import SyncPass
 from archiver.sim.simulator import Faults, Simulator
-from archiver.statuses import DEFAULT_CLASSIFIER
 
 
 class Clock:
@@ -49,15 +48,7 @@ def settings_for(url: str, key: str = "sim-key", **overrides: object) -> Setting
 
 
 def make_pass(sessions: sessionmaker[Session], settings: Settings, now: datetime) -> SyncPass:
-    return SyncPass(
-        sessions,
-        ApiClient(settings),
-        policy=tracking.PollingPolicy.from_settings(settings),
-        classifier=DEFAULT_CLASSIFIER,
-        concurrency=settings.concurrency,
-        rate_limit=settings.rate_limit,
-        now=lambda: now,
-    )
+    return SyncPass.from_settings(settings, sessions, ApiClient(settings), now=lambda: now)
 
 
 def count(sessions: sessionmaker[Session], model: type, *where: object) -> int:
@@ -274,3 +265,29 @@ def test_cli_sync_with_a_sentinel_key_leaks_it_nowhere(tmp_path: Path, clock: Cl
         assert "Traceback" not in output
     for path in tmp_path.glob("a.db*"):
         assert sentinel.encode() not in path.read_bytes()
+
+
+def test_a_pass_from_settings_takes_its_parts_from_them() -> None:
+    settings = Settings(
+        concurrency=3,
+        rate_limit=4.0,
+        poll_interval=90.0,
+        pause_after=5,
+        status_map={"archived": "succeeded"},
+    )
+    sync = SyncPass.from_settings(settings, sessionmaker(), ApiClient(settings), now=lambda: T0)
+    assert (sync.concurrency, sync.limiter.interval) == (3, 0.25)
+    assert sync.policy == tracking.PollingPolicy.from_settings(settings)
+    assert sync.classifier.classify("archived") == "succeeded"
+    assert sync.now() == T0
+
+
+def test_building_a_pass_leaves_the_allocator_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tuning malloc is the process's choice (``archiver sync``, the daemon's start)."""
+    from archiver.polling import malloc
+
+    def refuse() -> bool:
+        raise AssertionError("SyncPass tuned malloc")
+
+    monkeypatch.setattr(malloc, "return_large_blocks", refuse)
+    SyncPass.from_settings(Settings(), sessionmaker(), ApiClient(Settings()))
