@@ -674,3 +674,26 @@ def test_close_and_context_manager(srv: ScriptedServer) -> None:
     with pytest.raises(ArchiverError, match="closed"):
         client.fetch_job("w1", "j1")
     assert len(srv.requests) == 1
+
+
+def test_a_key_echoed_across_the_message_cut_is_still_redacted() -> None:
+    """Review defect: an API key echoed across the point where an error message is cut must
+    still be redacted."""
+    key = "sk_live_" + "8f3a9c2e7b" * 4
+    message = "x" * 280 + f" for key {key}"
+    with ScriptedServer() as server:
+        server.always(error(403, "forbidden", message))
+        client = ApiClient(Settings(api_key=key, api_url=server.url, max_retries=0))
+        with pytest.raises(ForbiddenError) as caught:
+            client.fetch_job("w", "j")
+    assert key[:12] not in str(caught.value)
+
+
+def test_not_authorized_for_one_job_is_not_a_rejected_key() -> None:
+    """Review defect: a 403 `not_authorized` for one job is a ForbiddenError for that job, not
+    a rejected key."""
+    with ScriptedServer() as server:
+        server.always(error(403, "not_authorized", "no access to this workflow"))
+        client = ApiClient(Settings(api_key="k" * 20, api_url=server.url, max_retries=0))
+        with pytest.raises(ForbiddenError):
+            client.fetch_job("w", "j")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
+import factories
 import pytest
 
+from archiver.archive.payload import parse_payload
 from archiver.archive.values import (
     clean_json,
     clean_text,
@@ -15,6 +17,7 @@ from archiver.archive.values import (
     parse_progress,
     parse_timestamp,
 )
+from archiver.errors import PayloadError
 
 
 @pytest.mark.parametrize(
@@ -193,3 +196,21 @@ def test_clean_json_keeps_shape_and_cleans_strings() -> None:
     parsed = clean_json({"a": [1, "b\x00", {"c": None}], "d": 1.5})
     assert parsed.value == {"a": [1, "b\ufffd", {"c": None}], "d": 1.5}
     assert parsed.problem == "NUL character replaced"
+
+
+def test_costs_that_lost_digits_or_overflow() -> None:
+    """Review defect: a cost that lost digits as a float, or past 64 bits, is a problem or a
+    rejection, never a wrong number."""
+    assert parse_int(12345678901234567.0).value is None
+    assert parse_int(12345678901234567.0).problem
+    assert parse_int(12.0).value == 12
+    with pytest.raises(PayloadError, match="beyond the 64-bit"):
+        parse_payload(factories.job(tasks=0, cost=1e30))
+    with pytest.raises(PayloadError, match="beyond the 64-bit"):
+        parse_payload(factories.job(tasks=0, cost="9" * 80))
+
+
+@pytest.mark.parametrize("text", ["0ms", "0m0s", "PT0S", "0.0s", "0h", "0", "00:00:00"])
+def test_zero_durations_are_zero(text: str) -> None:
+    """Review defect: a zero duration, in every form, is zero and not a problem."""
+    assert parse_duration(text).value == Decimal(0) and parse_duration(text).problem is None

@@ -179,3 +179,16 @@ def test_the_readme_example_file_ingests(db_url: str) -> None:
     )
     costs = [(c["old_value"], c["new_value"]) for c in json.loads(out) if c["field"] == "cost"]
     assert code == 0 and costs == [(None, "0"), ("0", "420"), ("420", "1130"), ("1130", "1090")]
+
+
+def test_a_broken_pretty_printed_file_is_one_failure(tmp_path: Path, db_url: str) -> None:
+    """Review defect: a pretty-printed file with one bad value (NaN) is one payload and one
+    failure, exit 1, naming the reason."""
+    path = tmp_path / "pretty.json"
+    path.write_text(
+        json.dumps(factories.job(tasks=2), indent=2).replace('"cost": 1200', '"cost": NaN')
+    )
+    result = CliRunner().invoke(cli, ["ingest", str(path), "--database-url", db_url])
+    assert result.exit_code == 1
+    assert "1 payloads: archived 0" in result.stdout
+    assert "NaN" in result.stderr

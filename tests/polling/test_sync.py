@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -46,6 +47,11 @@ def settings_for(url: str, key: str = "sim-key", **overrides: object) -> Setting
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def policy() -> tracking.PollingPolicy:
+    """Backoff capped at six hours, no jitter."""
+    return tracking.PollingPolicy(60.0, 0.0, 3600.0, 600.0, 6 * 3600.0, 3, rng=random.Random(1))
 
 
 def make_pass(sessions: sessionmaker[Session], settings: Settings, now: datetime) -> SyncPass:
@@ -274,3 +280,29 @@ def test_cli_sync_with_a_sentinel_key_leaks_it_nowhere(tmp_path: Path, clock: Cl
         assert "Traceback" not in output
     for path in tmp_path.glob("a.db*"):
         assert sentinel.encode() not in path.read_bytes()
+
+
+def test_sync_survives_an_absurd_retry_after(sessions: sessionmaker[Session]) -> None:
+    """Review defect: an absurd Retry-After in a pass fails only its job, which is due again
+    at the backoff maximum; the other job is archived."""
+    with ScriptedServer() as server:
+        server.always(
+            lambda r: (
+                Reply(429, {"error": {"code": "slow_down"}}, {"Retry-After": "1" + "0" * 12})
+                if r.path.endswith("/a")
+                else echo_job(r)
+            )
+        )
+        with sessions.begin() as session:
+            tracking.track(session, [("w", "a"), ("w", "b")], T0)
+        settings = Settings(api_key="k", api_url=server.url, max_retries=0, rate_limit=0)
+        summary = SyncPass(
+            sessions,
+            ApiClient(settings),
+            policy=policy(),
+            classifier=DEFAULT_CLASSIFIER,
+            now=lambda: T0,
+        ).run()
+    assert (summary.failed, summary.counts["new"]) == (1, 1)
+    with sessions() as session:
+        assert tracking.load(session, "w", "a")["next_poll_at"] == T0 + timedelta(hours=6)
