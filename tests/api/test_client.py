@@ -42,6 +42,8 @@ from archiver.errors import (
     TransportError,
 )
 
+pytestmark = pytest.mark.integration  # every test talks to a real HTTP server on 127.0.0.1
+
 KEY = "test-key-1234"
 SENTINEL = "SENTINEL-KEY-8f3a"
 PATH = "/v0/workflows/w1/jobs/j1"

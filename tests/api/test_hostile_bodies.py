@@ -41,6 +41,8 @@ from archiver.polling import tracking
 from archiver.polling.sync import SyncPass
 from archiver.statuses import DEFAULT_CLASSIFIER
 
+pytestmark = pytest.mark.integration  # a real HTTP server, and databases opened by hostile_archive
+
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def archive(

@@ -51,6 +51,8 @@ from sqlalchemy import text
 from archiver.archive.ingest import archive_one, ingest, read_items
 from archiver.reporting import reports
 
+pytestmark = pytest.mark.integration  # databases opened by hostile_archive
+
 # --- fixtures and the outcome of one payload ----------------------------------------------------
 
 

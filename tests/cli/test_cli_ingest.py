@@ -9,12 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import factories
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from archiver import db
 from archiver.cli import cli
 from archiver.models import Job, JobVersion, SyncError, SyncRun
+
+pytestmark = pytest.mark.integration  # the CLI on real database files, and in a subprocess
 
 
 def run(*args: str, input: str | None = None) -> tuple[int, str, str]:

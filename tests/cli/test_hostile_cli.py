@@ -17,6 +17,10 @@ from conftest import BACKENDS
 from figures import record_figures
 from hostile_catalogue import CATALOGUE, REJECTED, T1, hostile_archive, victim
 
+pytestmark = (
+    pytest.mark.integration
+)  # `archiver ingest` in a subprocess, on databases opened by hostile_archive
+
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def archive(

@@ -29,6 +29,10 @@ from archiver.polling.sync import SyncPass
 from archiver.sim.simulator import Faults, Simulator
 from archiver.statuses import DEFAULT_CLASSIFIER
 
+pytestmark = (
+    pytest.mark.integration
+)  # the daemon against real servers and databases, and in subprocesses
+
 
 class Clock:
     def __init__(self) -> None:

@@ -23,6 +23,10 @@ from archiver.polling.sync import SyncPass
 from archiver.sim.simulator import Faults, Simulator
 from archiver.statuses import DEFAULT_CLASSIFIER
 
+pytestmark = (
+    pytest.mark.integration
+)  # real HTTP servers (the simulator, a scripted server) and subprocesses
+
 
 class Clock:
     """A hand-moved clock for the simulator: lifecycles advance without sleeping."""
