@@ -126,3 +126,23 @@ def report_archive_url(
         db.upgrade(url)
         report_archive.build(url)
         yield url
+
+
+# --- the integration marker ----------------------------------------------------------------------
+
+# requesting one of these means a real database (a file, a schema, a database on a server)
+DATABASE_FIXTURES = frozenset(
+    {"db_url", "empty_db_url", "engine", "sessions", "report_archive_url", "fresh_database"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``integration`` every test that needs a database: one that requests a database
+    fixture, directly or through another fixture, or whose module opens databases itself with
+    ``fresh_database``. Tests that drive a real server or a subprocess carry the mark in their
+    module (``pytestmark``), as their use of it cannot be seen from here."""
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        module = getattr(item, "module", None)
+        if uses & DATABASE_FIXTURES or getattr(module, "fresh_database", None) is fresh_database:
+            item.add_marker(pytest.mark.integration)

@@ -12,6 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.integration  # the benchmarks run in subprocesses on real databases
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
     "--jobs", "20",

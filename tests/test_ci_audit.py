@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # the CI's audit step runs in a subprocess
+
 AUDIT = Path(__file__).resolve().parent.parent / ".ci" / "audit.py"
 
 

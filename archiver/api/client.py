@@ -126,8 +126,13 @@ class ApiClient:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[float, float], float] = random.uniform,
         observer: Callable[[int | None, str, float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        # times a fetch's ``elapsed`` (retries and back-off included); injectable with ``sleep`` so
+        # a test can see a back-off counted without waiting it. Request deadlines stay on the real
+        # clock: they bound real network waits.
+        self._clock = clock
         # called once per HTTP attempt with (status or None, outcome label, seconds): metrics
         self._observer = observer
         self._sleep = sleep
@@ -165,7 +170,7 @@ class ApiClient:
         url = self._base_url() + path
         session = self._session()
         where = f"(workflow {_show(workflow_id)}, job {_show(job_id)})"
-        started = time.monotonic()
+        started = self._clock()
         total = self._retry.max_attempts or 1
         for attempt in range(total):
             began = time.monotonic()
@@ -192,7 +197,7 @@ class ApiClient:
                 body=answer.text,
                 data=answer.decoded.value,
                 fetched_at=answer.fetched_at,
-                elapsed=time.monotonic() - started,
+                elapsed=self._clock() - started,
                 attempts=attempt + 1,
                 duplicate_keys=tuple(answer.decoded.duplicate_keys),
             )

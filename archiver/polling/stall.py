@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -41,8 +42,16 @@ def _socket_of(dbapi_connection: Any) -> socket.socket | None:
 class StallWatchdog:
     """Shut down connections checked out for more than ``limit`` seconds; check every ``every``."""
 
-    def __init__(self, engine: Engine, limit: float, every: float = 1.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        limit: float,
+        every: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit = limit
+        self._clock = clock  # injectable: a test moves time past the limit without waiting
         self.every = every
         self._lock = threading.Lock()
         # id(DBAPI connection) -> (busy since, the connection)
@@ -67,7 +76,7 @@ class StallWatchdog:
 
     def _checkout(self, dbapi_connection: Any, *_: Any) -> None:
         with self._lock:
-            self._out[id(dbapi_connection)] = (time.monotonic(), dbapi_connection)
+            self._out[id(dbapi_connection)] = (self._clock(), dbapi_connection)
 
     def _checkin(self, dbapi_connection: Any, *_: Any) -> None:
         with self._lock:
@@ -75,7 +84,7 @@ class StallWatchdog:
 
     def check(self) -> int:
         """Cut the stalled connections now; how many were cut."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             stalled = [(k, c) for k, (since, c) in self._out.items() if now - since > self.limit]
             for key, _ in stalled:

@@ -36,6 +36,8 @@ from archiver.models import Job, SyncError, TrackedJob
 from archiver.polling import tracking
 from archiver.polling.sync import JobOutcome, SyncPass
 
+pytestmark = pytest.mark.integration  # real hostile servers, and `archiver sync` in a subprocess
+
 KEY = "network-hostility-key"
 DEADLINE = 2.0
 READ_TIMEOUT = 1.25  # longer than the drip's pause: only the overall deadline stops a drip

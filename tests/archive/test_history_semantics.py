@@ -450,3 +450,16 @@ def test_a_poll_with_the_same_bytes_is_not_decoded(
     with pytest.raises(PayloadError, match="no workflow_id"):
         archive_one(sessions, anonymous, later + timedelta(minutes=10))
     assert len(decoded) == 3
+
+
+def test_a_removed_task_keeps_its_last_sighting(sessions: sessionmaker[Session]) -> None:
+    """Review defect: a task absent from a newer payload keeps last_seen_at at its last
+    sighting and gets removed_at."""
+    first = factories.job(tasks=3)
+    archive_one(sessions, first, T0)
+    later = factories.evolve(first, updated_at="2026-10-01T10:06:00Z")
+    later["tasks"] = later["tasks"][:2]
+    archive_one(sessions, later, T0 + timedelta(minutes=5))
+    with sessions() as session:
+        gone = session.scalars(select(Task).where(Task.task_id == "t02")).one()
+    assert (gone.last_seen_at, gone.removed_at) == (T0, T0 + timedelta(minutes=5))

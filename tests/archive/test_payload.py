@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import factories
 import pytest
 
+import archiver
 from archiver.archive.payload import parse_payload
 from archiver.errors import PayloadError
 from archiver.statuses import StatusClassifier
@@ -181,3 +187,64 @@ def test_status_map_overrides() -> None:
     assert (job["status_class"], job["is_terminal"]) == ("succeeded", True)
     with pytest.raises(Exception, match="not one of"):
         StatusClassifier.with_overrides({"x": "done-ish"})
+
+
+def lines_run(call: Callable[[], object]) -> int:
+    """Lines of archiver code that ``call`` executes: a measure of work that no load on the machine
+    changes (work hidden inside one C call, a regular expression's, is not seen)."""
+    root = str(Path(archiver.__file__).parent)
+    count = 0
+
+    def trace(frame: FrameType, event: str, arg: object) -> Callable[..., object] | None:
+        nonlocal count
+        if not frame.f_code.co_filename.startswith(root):
+            return None  # no line events for other code
+        if event == "line":
+            count += 1
+        return trace
+
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        call()
+    finally:
+        sys.settrace(previous)
+    return count
+
+
+class _CountedId(str):
+    """A task id that counts its comparisons: a scan of a list per dependency shows as n**2."""
+
+    compared = 0
+
+    def __eq__(self, other: object) -> bool:
+        _CountedId.compared += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_a_long_depends_on_list_is_read_in_linear_time() -> None:
+    """Counted, not timed: ten times the dependencies cost at most about ten times the lines run
+    and the id comparisons made (a mapping payload keeps the counting ids as they are)."""
+
+    def doc(n: int, ids: Callable[[str], str] = str) -> dict[str, Any]:
+        doc = factories.job(tasks=1)
+        doc["tasks"][0]["depends_on"] = [ids(f"d{i}") for i in range(n)]
+        return doc
+
+    small, large = json.dumps(doc(1000)), json.dumps(doc(10_000))
+    ratio = lines_run(lambda: parse_payload(large)) / lines_run(lambda: parse_payload(small))
+    assert ratio < 11, ratio
+    compared = []
+    for n in (1000, 10_000):
+        _CountedId.compared = 0
+        parse_payload(doc(n, _CountedId))
+        compared.append(_CountedId.compared)
+    assert 0 < compared[1] < 11 * compared[0], compared
+
+
+def test_problems_recorded_per_payload_are_bounded() -> None:
+    doc = factories.job(tasks=0)
+    doc["tasks"] = [0] * 20_000
+    assert len(parse_payload(json.dumps(doc)).problems) <= 1000

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
+import factories
 import pytest
 
+from archiver.archive import values
+from archiver.archive.payload import parse_payload
 from archiver.archive.values import (
     clean_json,
     clean_text,
@@ -15,6 +20,7 @@ from archiver.archive.values import (
     parse_progress,
     parse_timestamp,
 )
+from archiver.errors import PayloadError
 
 
 @pytest.mark.parametrize(
@@ -193,3 +199,56 @@ def test_clean_json_keeps_shape_and_cleans_strings() -> None:
     parsed = clean_json({"a": [1, "b\x00", {"c": None}], "d": 1.5})
     assert parsed.value == {"a": [1, "b\ufffd", {"c": None}], "d": 1.5}
     assert parsed.problem == "NUL character replaced"
+
+
+def test_costs_that_lost_digits_or_overflow() -> None:
+    """Review defect: a cost that lost digits as a float, or past 64 bits, is a problem or a
+    rejection, never a wrong number."""
+    assert parse_int(12345678901234567.0).value is None
+    assert parse_int(12345678901234567.0).problem
+    assert parse_int(12.0).value == 12
+    with pytest.raises(PayloadError, match="beyond the 64-bit"):
+        parse_payload(factories.job(tasks=0, cost=1e30))
+    with pytest.raises(PayloadError, match="beyond the 64-bit"):
+        parse_payload(factories.job(tasks=0, cost="9" * 80))
+
+
+@pytest.mark.parametrize("text", ["0ms", "0m0s", "PT0S", "0.0s", "0h", "0", "00:00:00"])
+def test_zero_durations_are_zero(text: str) -> None:
+    """Review defect: a zero duration, in every form, is zero and not a problem."""
+    assert parse_duration(text).value == Decimal(0) and parse_duration(text).problem is None
+
+
+class _CountingPattern:
+    """Stands in for a compiled pattern: records the length of every text it is asked to match."""
+
+    def __init__(self, pattern: re.Pattern[str], seen: list[int]) -> None:
+        self._pattern, self._seen = pattern, seen
+
+    def match(self, text: str) -> re.Match[str] | None:
+        self._seen.append(len(text))
+        return self._pattern.match(text)
+
+
+def test_a_long_digit_run_in_a_duration_is_read_in_linear_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Counted, not timed: the duration readers (regular expressions that are not linear in their
+    input) are handed at most 64 characters, whether the text is 4,000 or 40,000 digits long."""
+    seen: list[int] = []
+
+    def counting(reader: Callable[[str], Decimal | None]) -> Callable[[str], Decimal | None]:
+        def read(text: str) -> Decimal | None:
+            seen.append(len(text))
+            return reader(text)
+
+        return read
+
+    for name in ("_go_duration", "_iso_upper", "_clock_duration"):
+        monkeypatch.setattr(values, name, counting(getattr(values, name)))
+    monkeypatch.setattr(values, "_DECIMAL_RE", _CountingPattern(values._DECIMAL_RE, seen))
+    assert parse_duration("1h2m").value == Decimal(3720) and seen  # the hooks do see the readers
+    for digits in (4000, 40_000):
+        seen.clear()
+        assert parse_duration("1" * digits + "x").problem
+        assert max(seen, default=0) <= 64, seen

@@ -9,12 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import factories
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from archiver import db
 from archiver.cli import cli
 from archiver.models import Job, JobVersion, SyncError, SyncRun
+
+pytestmark = pytest.mark.integration  # the CLI on real database files, and in a subprocess
 
 
 def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
@@ -179,3 +182,16 @@ def test_the_readme_example_file_ingests(db_url: str) -> None:
     )
     costs = [(c["old_value"], c["new_value"]) for c in json.loads(out) if c["field"] == "cost"]
     assert code == 0 and costs == [(None, "0"), ("0", "420"), ("420", "1130"), ("1130", "1090")]
+
+
+def test_a_broken_pretty_printed_file_is_one_failure(tmp_path: Path, db_url: str) -> None:
+    """Review defect: a pretty-printed file with one bad value (NaN) is one payload and one
+    failure, exit 1, naming the reason."""
+    path = tmp_path / "pretty.json"
+    path.write_text(
+        json.dumps(factories.job(tasks=2), indent=2).replace('"cost": 1200', '"cost": NaN')
+    )
+    result = CliRunner().invoke(cli, ["ingest", str(path), "--database-url", db_url])
+    assert result.exit_code == 1
+    assert "1 payloads: archived 0" in result.stdout
+    assert "NaN" in result.stderr

@@ -28,6 +28,10 @@ from archiver.polling.daemon import Daemon
 from archiver.polling.sync import SyncPass
 from archiver.sim.simulator import Faults, Simulator
 
+pytestmark = (
+    pytest.mark.integration
+)  # the daemon against real servers and databases, and in subprocesses
+
 
 class Clock:
     def __init__(self) -> None:

@@ -21,6 +21,10 @@ from archiver.polling import tracking
 from archiver.polling.sync import SyncPass
 from archiver.sim.simulator import Faults, Simulator
 
+pytestmark = (
+    pytest.mark.integration
+)  # real HTTP servers (the simulator, a scripted server) and subprocesses
+
 
 class Clock:
     """A hand-moved clock for the simulator: lifecycles advance without sleeping."""
@@ -291,3 +295,25 @@ def test_building_a_pass_leaves_the_allocator_alone(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(malloc, "return_large_blocks", refuse)
     SyncPass.from_settings(Settings(), sessionmaker(), ApiClient(Settings()))
+
+
+def test_sync_survives_an_absurd_retry_after(sessions: sessionmaker[Session]) -> None:
+    """Review defect: an absurd Retry-After in a pass fails only its job, which is due again
+    at the backoff maximum; the other job is archived."""
+    with ScriptedServer() as server:
+        server.always(
+            lambda r: (
+                Reply(429, {"error": {"code": "slow_down"}}, {"Retry-After": "1" + "0" * 12})
+                if r.path.endswith("/a")
+                else echo_job(r)
+            )
+        )
+        with sessions.begin() as session:
+            tracking.track(session, [("w", "a"), ("w", "b")], T0)
+        settings = Settings(
+            api_key="k", api_url=server.url, max_retries=0, rate_limit=0, poll_jitter=0.0
+        )
+        summary = make_pass(sessions, settings, T0).run()
+    assert (summary.failed, summary.counts["new"]) == (1, 1)
+    with sessions() as session:
+        assert tracking.load(session, "w", "a")["next_poll_at"] == T0 + timedelta(hours=6)

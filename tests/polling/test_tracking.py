@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from archiver.api.client import _retry_after
 from archiver.errors import NotFoundError, RateLimitedError, ServerError
 from archiver.polling import tracking
 from archiver.polling.tracking import PollingPolicy
@@ -157,3 +158,23 @@ def test_due_pages_visit_each_due_job_once_while_the_pass_reschedules_them(
     assert len(seen) == (7 if everything else 6)
     if not everything:
         assert seen[0] == ("w", "j6") and ("w", "j3") not in seen
+
+
+def test_absurd_retry_after_cannot_overflow_the_schedule() -> None:
+    """Review defect: an absurd Retry-After (400 digits, 10^12 s) or a 5,000th failure
+    overflowed the schedule; the next poll is capped at the backoff maximum."""
+    assert _retry_after("9" * 400) is None
+    values = policy(backoff_max=6 * 3600.0).after_failure(
+        {"consecutive_failures": 0}, NOW, RateLimitedError("429", retry_after=1e12), "429"
+    )
+    assert values["next_poll_at"] == NOW + timedelta(hours=6)
+    many = policy(backoff_max=6 * 3600.0).after_failure(
+        {"consecutive_failures": 5000}, NOW, RateLimitedError("x"), "x"
+    )
+    assert many["next_poll_at"] == NOW + timedelta(hours=6)
+
+
+def test_untracked_during_a_fetch_stays_untracked() -> None:
+    """Review defect: a job untracked while its fetch was under way must stay untracked."""
+    values = policy().after_success({"state": "untracked"}, NOW, "running", False)
+    assert "state" not in values and "next_poll_at" not in values

@@ -23,6 +23,8 @@ from archiver.errors import ConfigError
 from archiver.sim import jobgen, payloads
 from archiver.sim.simulator import Faults, Simulator
 
+pytestmark = pytest.mark.integration  # the simulator is served over real HTTP on 127.0.0.1
+
 KEY = "sim-key"
 INVALID_KEY_BODY = {
     "error": {"code": "invalid_api_key", "message": "the API key is not valid", "details": None}
