@@ -309,15 +309,14 @@ def _read_state(
             top, group = step
             state.update(_nested(get(top), top, group, out, task_id))
             continue
-        f = step
-        derive = f.derive
+        f, derive = step, step.derive
+        raw = get(f.key) if f.key is not None else None
         if derive is None:
-            raw = get(f.key) if f.key is not None else None
             state[f.name] = _plain(f, raw, out, task_id)
         elif derive is Derive.EXTRA:
             state[f.name] = _extra(data, plan.known, out, task_id)
         else:
-            state[f.name] = _derived(f, derive, get(f.key), state, out, classifier, task_id)
+            state[f.name] = _derived(f, derive, raw, state, out, classifier, task_id)
     return state
 
 
