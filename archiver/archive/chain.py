@@ -31,6 +31,8 @@ from archiver.fields import Field
 
 GENESIS = "0" * 64
 
+Encoding = Mapping[str, tuple[str, ...]]  # table -> the columns its row hash covers, in order
+
 # Encoding v1, frozen: the columns each table's row hash covers, in order. Every row written
 # before chain_version existed is a v1 row, and its hash must keep verifying byte for byte.
 _V1_JOB_STATE = (
@@ -81,7 +83,7 @@ _V1_TASK_STATE = (
     "disclaimer",
     "extra",
 )
-V1: Mapping[str, tuple[str, ...]] = MappingProxyType(
+V1: Encoding = MappingProxyType(
     {
         "job_snapshots": ("workflow_id", "job_id", "sha256", "fetched_at", "applied"),
         "job_versions": (
@@ -113,8 +115,6 @@ V1: Mapping[str, tuple[str, ...]] = MappingProxyType(
         ),
     }
 )
-
-Encoding = Mapping[str, tuple[str, ...]]  # table -> the columns its row hash covers, in order
 
 
 def encodings(job: Sequence[Field], task: Sequence[Field]) -> dict[int, Encoding]:
