@@ -1,9 +1,11 @@
 """The archive's tables as SQLAlchemy 2.x typed declarative models.
 
-Natural keys are declared once, as named unique constraints, and are the upsert conflict targets
-on every dialect (``UPSERT_KEYS``). Names avoid SQL reserved words so BI users never quote.
-The schema itself is created by the Alembic migrations; ``tests/test_migrations.py`` proves these
-models and the migrations agree.
+Natural keys are declared once, as named unique constraints; ``archiver.archive.statements`` uses
+those columns as the upsert conflict targets on every dialect (``archiver.db.upsert_statement``).
+Names avoid SQL reserved words so BI users never quote. The state columns of jobs, tasks and
+validation errors are typed out here for mypy; ``archiver.fields`` declares them, and
+``tests/test_fields.py`` proves the two agree. The schema itself is created by the Alembic
+migrations; ``tests/test_migrations.py`` proves these models and the migrations agree.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -28,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from archiver.fields import ID_MAX
 from archiver.sqltypes import BigIntPK, LongText, UTCDateTime
 
 NAMING_CONVENTION = {
@@ -38,8 +42,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# 191: four utf8mb4 ids in one unique key stay under MySQL's 3,072-byte index limit
-ID = String(191)
+ID = String(ID_MAX)
 SHA = String(64)
 Pct = Numeric(9, 4)
 Seconds = Numeric(20, 3)
@@ -116,8 +119,10 @@ class TaskState:
 
 class Chained:
     """Hash-chain columns of a history row (``archiver.archive.chain``); NULL only on a row that the
-    archiver did not write, which ``archiver verify`` reports."""
+    archiver did not write, which ``archiver verify`` reports. ``chain_version`` names the encoding
+    the row's hash was computed with (1 for every row written before it existed)."""
 
+    chain_version: Mapped[int] = mapped_column(SmallInteger)
     chain_seq: Mapped[int | None]
     prev_sha256: Mapped[str | None] = mapped_column(SHA)
     row_sha256: Mapped[str | None] = mapped_column(SHA)

@@ -19,6 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from archiver import fields as declared
 from archiver.archive.jsonload import JsonError, canonical, loads
 from archiver.archive.values import (
     OUT_OF_RANGE,
@@ -32,105 +33,20 @@ from archiver.archive.values import (
     parse_timestamp,
 )
 from archiver.errors import PayloadError
+from archiver.fields import ID_MAX, Derive, Field, Kind
 from archiver.statuses import DEFAULT_CLASSIFIER, StatusClassifier
 
-ID_MAX = 191  # the id columns' length (see models.ID)
-SHORT_TEXT_MAX = 255
-STATUS_MAX = 64
 RAW_VALUE_MAX = 500  # a problem row shows this much of the value; the snapshot has all of it
 
-JOB_TIMESTAMPS = ("created_at", "updated_at", "finished_at", "exec_created_at", "exec_updated_at")
-TASK_TIMESTAMPS = (
-    "created_at",
-    "updated_at",
-    "finished_at",
-    "recv_time",
-    "send_time",
-    "block_inf_start_time",
-    "block_inf_end_time",
-)
-TASK_ARRAYS = ("info_logs", "inputs", "result", "disclaimer")
-
-# The typed state of a job and a task, in column order. A version row is written when any of
-# these differ; each differing one gets a job_changes row. Shared with the models.
-JOB_FIELDS: tuple[str, ...] = (
-    "status",
-    "status_class",
-    "is_terminal",
-    "progress",
-    "progress_pct",
-    "cost",
-    "time_taken",
-    "time_taken_s",
-    "estimated_duration",
-    "created_by",
-    *JOB_TIMESTAMPS,
-    "spec",
-    "extra",
-)
-TASK_FIELDS: tuple[str, ...] = (
-    "name",
-    "status",
-    "status_class",
-    "is_terminal",
-    "progress",
-    "estimated_time_duration",
-    "time_taken",
-    "time_taken_s",
-    "state_msg",
-    "err_msg",
-    "failure_type",
-    *TASK_TIMESTAMPS,
-    "block_id",
-    "block_name",
-    "block_version",
-    "depends_on",
-    *TASK_ARRAYS,
-    "extra",
-)
-VAL_ERROR_FIELDS = ("source_component", "target_component", "err", "reason", "component_name")
-
-_JOB_KEYS = frozenset(
-    {
-        "id",
-        "workflow_id",
-        "status",
-        "progress",
-        "cost",
-        "time_taken",
-        "estimated_duration",
-        "created_by",
-        "spec",
-        "tasks",
-        "val_errors",
-        *JOB_TIMESTAMPS,
-    }
-)
-_TASK_KEYS = frozenset(
-    {
-        "id",
-        "name",
-        "status",
-        "progress",
-        "estimated_time_duration",
-        "time_taken",
-        "state_msg",
-        "err_msg",
-        "failure_type",
-        "block_info",
-        "depends_on",
-        *TASK_TIMESTAMPS,
-        *TASK_ARRAYS,
-    }
-)
-_BLOCK_KEYS = {"id": "block_id", "name": "block_name", "version": "block_version"}
-_VAL_ERROR_KEYS = {
-    "from": "source_component",
-    "to": "target_component",
-    "err": "err",
-    "reason": "reason",
-    "component_name": "component_name",
-}
+# The typed state of a job and a task, in column order, from ``archiver.fields``. A version row
+# is written when any of these differ; each differing one gets a job_changes row.
+JOB_FIELDS: tuple[str, ...] = declared.names(declared.JOB)
+TASK_FIELDS: tuple[str, ...] = declared.names(declared.TASK)
+VAL_ERROR_FIELDS: tuple[str, ...] = declared.names(declared.VAL_ERROR)
+JOB_TIMESTAMPS = tuple(f.name for f in declared.JOB if f.kind is Kind.TIMESTAMP)
+TASK_TIMESTAMPS = tuple(f.name for f in declared.TASK if f.kind is Kind.TIMESTAMP)
+TASK_ARRAYS = tuple(f.name for f in declared.TASK if f.kind is Kind.JSON and f.derive is None)
+_VAL_ERROR_KEYS = declared.payload_keys(declared.VAL_ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +240,7 @@ def _read_fields(ident: Identified) -> ParsedPayload:
     out = _Collector()
     for key in ident.duplicates:
         out.add(key, None, "duplicate JSON key; the last value was kept")
-    job = _job_state(data, out, classifier)
+    job = _read_state(_plan(declared.JOB, declared.JOB_OTHER_KEYS), data, out, classifier, None)
     cost = data.get("cost")
     if job["cost"] is None and cost is not None and parse_int(cost).problem == OUT_OF_RANGE:
         raise PayloadError(
@@ -346,16 +262,107 @@ def _read_fields(ident: Identified) -> ParsedPayload:
     )
 
 
-def _status(raw: Any, out: _Collector, classifier: StatusClassifier, task_id: str | None) -> dict:
-    status = out.take(clean_text(raw, STATUS_MAX), "status", raw, task_id)
-    status_class = classifier.classify(status)
-    if status_class == "unknown":
-        out.add("status", raw, "unknown status; classed as unknown", task_id)
-    return {
-        "status": status,
-        "status_class": status_class,
-        "is_terminal": classifier.is_terminal(status_class),
-    }
+class _Plan:
+    """How one entity's declared fields are read: built once per declaration."""
+
+    __slots__ = ("entity", "known", "steps")
+
+    def __init__(self, entity: tuple[Field, ...], other_keys: tuple[str, ...]) -> None:
+        self.entity = entity
+        self.known = declared.payload_keys(entity, other_keys)
+        # fields read inside an object of the payload ("block_info.id") are read as one group,
+        # where the first of them stands, so the object's own problems are reported once
+        self.steps: list[Field | tuple[str, tuple[Field, ...]]] = []
+        grouped: set[str] = set()
+        for f in entity:
+            top = f.top_key
+            if top is None or top == f.key:
+                self.steps.append(f)
+            elif top not in grouped:
+                grouped.add(top)
+                self.steps.append((top, tuple(g for g in entity if g.top_key == top)))
+
+
+_PLANS: dict[int, _Plan] = {}
+
+
+def _plan(entity: tuple[Field, ...], other_keys: tuple[str, ...]) -> _Plan:
+    """The plan of the declaration as it is now (a test may extend the declaration)."""
+    plan = _PLANS.get(id(entity))
+    if plan is None or plan.entity is not entity:
+        plan = _PLANS[id(entity)] = _Plan(entity, other_keys)
+    return plan
+
+
+def _read_state(
+    plan: _Plan,
+    data: Mapping[str, Any],
+    out: _Collector,
+    classifier: StatusClassifier,
+    task_id: str | None,
+) -> dict[str, Any]:
+    """Every declared field of one job or task, in declaration order (problems follow it)."""
+    get = data.get
+    state: dict[str, Any] = {}
+    for step in plan.steps:
+        if isinstance(step, tuple):
+            top, group = step
+            state.update(_nested(get(top), top, group, out, task_id))
+            continue
+        f, derive = step, step.derive
+        raw = get(f.key) if f.key is not None else None
+        if derive is None:
+            state[f.name] = _plain(f, raw, out, task_id)
+        elif derive is Derive.EXTRA:
+            state[f.name] = _extra(data, plan.known, out, task_id)
+        else:
+            state[f.name] = _derived(f, derive, raw, state, out, classifier, task_id)
+    return state
+
+
+def _plain(f: Field, raw: Any, out: _Collector, task_id: str | None) -> Any:
+    """A value read as its kind; a JSON value is not repeated in its problem (the snapshot has
+    it), other values are."""
+    kind = f.kind
+    if kind is Kind.TEXT:
+        return out.take(clean_text(raw, f.length), str(f.key), raw, task_id)
+    if kind is Kind.TIMESTAMP:
+        return out.take(parse_timestamp(raw), str(f.key), raw, task_id)
+    if kind is Kind.INTEGER:
+        return out.take(parse_int(raw), str(f.key), raw, task_id)
+    if kind is Kind.JSON:
+        return out.take(clean_json(raw), str(f.key), None, task_id)
+    raise TypeError(f"field {f.name}: no plain reader for {kind}; declare how it is derived")
+
+
+def _derived(
+    f: Field,
+    derive: Derive,
+    raw: Any,
+    state: dict[str, Any],
+    out: _Collector,
+    classifier: StatusClassifier,
+    task_id: str | None,
+) -> Any:
+    key = str(f.key)
+    if derive is Derive.STATUS_CLASS:
+        status_class = classifier.classify(state[key])
+        if status_class == "unknown":
+            out.add(key, raw, "unknown status; classed as unknown", task_id)
+        return status_class
+    if derive is Derive.IS_TERMINAL:
+        return classifier.is_terminal(classifier.classify(state[key]))
+    if derive is Derive.PERCENT:
+        return out.take(parse_progress(raw), key, raw, task_id)
+    if derive is Derive.PERCENT_NUMBER:
+        quantum = Decimal(10) ** -(f.digits[1] if f.digits else 0)
+        parsed = parse_number(raw, quantum, Decimal(0), Decimal(100))
+        return out.take(parsed, key, raw, task_id)
+    if derive is Derive.SECONDS:
+        return out.take(parse_duration(raw), key, raw, task_id)
+    if derive is Derive.DEPENDENCIES:
+        return _depends_on(raw, task_id, out)
+    raise TypeError(f"field {f.name}: no reader derives {derive}")
 
 
 def _extra(data: Mapping[str, Any], known: frozenset[str], out: _Collector, task: str | None):
@@ -365,30 +372,22 @@ def _extra(data: Mapping[str, Any], known: frozenset[str], out: _Collector, task
     return out.take(clean_json(extra), "extra", None, task)
 
 
-def _job_state(data: dict[str, Any], out: _Collector, classifier: StatusClassifier) -> dict:
-    get = data.get
-    progress_raw = get("progress")
-    state: dict[str, Any] = {
-        **_status(get("status"), out, classifier, None),
-        "progress": out.take(clean_text(progress_raw, SHORT_TEXT_MAX), "progress", progress_raw),
-        "progress_pct": out.take(parse_progress(progress_raw), "progress", progress_raw),
-        "cost": out.take(parse_int(get("cost")), "cost", get("cost")),
-        "time_taken": out.take(clean_text(get("time_taken"), SHORT_TEXT_MAX), "time_taken", None),
-        "time_taken_s": out.take(
-            parse_duration(get("time_taken")), "time_taken", get("time_taken")
-        ),
-        "estimated_duration": out.take(
-            parse_int(get("estimated_duration")), "estimated_duration", get("estimated_duration")
-        ),
-        "created_by": out.take(
-            clean_text(get("created_by"), SHORT_TEXT_MAX), "created_by", get("created_by")
-        ),
-    }
-    for name in JOB_TIMESTAMPS:
-        state[name] = out.take(parse_timestamp(get(name)), name, get(name))
-    state["spec"] = out.take(clean_json(get("spec")), "spec", None)
-    state["extra"] = _extra(data, _JOB_KEYS, out, None)
-    return state
+def _nested(
+    raw: Any, top: str, group: tuple[Field, ...], out: _Collector, task_id: str | None
+) -> dict[str, Any]:
+    """The fields read inside one object of the payload (``block_info``)."""
+    values: dict[str, Any] = dict.fromkeys(f.name for f in group)
+    if raw is None:
+        return values
+    if not isinstance(raw, dict):
+        out.add(top, raw, f"{top} is not an object", task_id)
+        return values
+    inner = {str(f.key).split(".", 1)[1]: f for f in group}
+    for key, f in inner.items():
+        values[f.name] = _plain(f, raw.get(key), out, task_id)
+    if set(raw) - set(inner):
+        out.add(top, raw, f"unknown {top} keys (kept in the snapshot)", task_id)
+    return values
 
 
 def _tasks(data: dict[str, Any], out: _Collector, classifier: StatusClassifier):
@@ -398,6 +397,7 @@ def _tasks(data: dict[str, Any], out: _Collector, classifier: StatusClassifier):
     if not isinstance(raw_tasks, list):
         out.add("tasks", raw_tasks, "tasks is not a list; archived tasks kept")
         return None
+    plan = _plan(declared.TASK, declared.TASK_OTHER_KEYS)
     by_id: dict[str, TaskRecord] = {}
     for index, raw in enumerate(raw_tasks):
         if not isinstance(raw, dict):
@@ -413,63 +413,12 @@ def _tasks(data: dict[str, Any], out: _Collector, classifier: StatusClassifier):
             continue
         if task_id in by_id:
             out.add("id", task_id, "duplicate task id; the last one was kept", task_id)
-        by_id[task_id] = TaskRecord(task_id, _task_state(raw, task_id, out, classifier))
+        by_id[task_id] = TaskRecord(task_id, _read_state(plan, raw, out, classifier, task_id))
     _check_dependencies(by_id, out)
     return list(by_id.values())
 
 
-def _task_state(raw: dict, task_id: str, out: _Collector, classifier: StatusClassifier) -> dict:
-    get = raw.get
-
-    def text(name: str, limit: int | None = None) -> str | None:
-        return out.take(clean_text(get(name), limit), name, get(name), task_id)
-
-    progress = parse_number(get("progress"), Decimal("0.0001"), Decimal(0), Decimal(100))
-    state: dict[str, Any] = {
-        "name": text("name"),
-        **_status(get("status"), out, classifier, task_id),
-        "progress": out.take(progress, "progress", get("progress"), task_id),
-        "estimated_time_duration": out.take(
-            parse_int(get("estimated_time_duration")),
-            "estimated_time_duration",
-            get("estimated_time_duration"),
-            task_id,
-        ),
-        "time_taken": text("time_taken", SHORT_TEXT_MAX),
-        "time_taken_s": out.take(
-            parse_duration(get("time_taken")), "time_taken", get("time_taken"), task_id
-        ),
-        "state_msg": text("state_msg"),
-        "err_msg": text("err_msg"),
-        "failure_type": text("failure_type", SHORT_TEXT_MAX),
-    }
-    for name in TASK_TIMESTAMPS:
-        state[name] = out.take(parse_timestamp(get(name)), name, get(name), task_id)
-    state.update(_block_info(get("block_info"), task_id, out))
-    state["depends_on"] = _depends_on(get("depends_on"), task_id, out)
-    for name in TASK_ARRAYS:
-        state[name] = out.take(clean_json(get(name)), name, None, task_id)
-    state["extra"] = _extra(raw, _TASK_KEYS, out, task_id)
-    return state
-
-
-def _block_info(raw: Any, task_id: str, out: _Collector) -> dict[str, Any]:
-    block: dict[str, Any] = dict.fromkeys(_BLOCK_KEYS.values())
-    if raw is None:
-        return block
-    if not isinstance(raw, dict):
-        out.add("block_info", raw, "block_info is not an object", task_id)
-        return block
-    for key, column in _BLOCK_KEYS.items():
-        block[column] = out.take(
-            clean_text(raw.get(key), SHORT_TEXT_MAX), f"block_info.{key}", raw.get(key), task_id
-        )
-    if set(raw) - set(_BLOCK_KEYS):
-        out.add("block_info", raw, "unknown block_info keys (kept in the snapshot)", task_id)
-    return block
-
-
-def _depends_on(raw: Any, task_id: str, out: _Collector) -> list[str] | None:
+def _depends_on(raw: Any, task_id: str | None, out: _Collector) -> list[str] | None:
     if raw is None:
         return None
     if not isinstance(raw, list):
@@ -539,10 +488,12 @@ def _val_errors(data: dict[str, Any], out: _Collector) -> list[ValErrorRecord] |
             out.add(f"val_errors[{index}]", raw, "validation error is not an object; skipped")
             continue
         fields = {
-            column: out.take(clean_text(raw.get(key)), f"val_errors[{index}].{key}", raw.get(key))
-            for key, column in _VAL_ERROR_KEYS.items()
+            f.name: out.take(
+                clean_text(raw.get(f.key), f.length), f"val_errors[{index}].{f.key}", raw.get(f.key)
+            )
+            for f in declared.VAL_ERROR
         }
-        if set(raw) - set(_VAL_ERROR_KEYS):
+        if set(raw) - _VAL_ERROR_KEYS:
             out.add(f"val_errors[{index}]", raw, "unknown validation error keys (in snapshot)")
         fingerprint = hashlib.sha256(
             canonical([fields[c] for c in VAL_ERROR_FIELDS]).encode("ascii")

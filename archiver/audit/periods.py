@@ -26,7 +26,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from archiver.archive.changelog import as_text
-from archiver.audit.verify import Break
+from archiver.audit.breaks import Break
 from archiver.errors import ArchiverError
 from archiver.models import JOBS, PERIOD_EVENTS, STATEMENT_LINES, STATEMENTS, TASKS
 

@@ -6,10 +6,11 @@ Create Date: 2026-11-29 15:30:00.000000
 
 Adds the chain columns (``archiver.archive.chain``) to the four history tables and the head to
 ``jobs``, then chains the rows already archived, job by job, in the order they were written (time,
-then snapshot, job version, task versions, changes, then id). The row encoding is frozen in
-``archiver.archive.chain`` (encoding v1), which is why this revision imports it; the columns it
-reads are named here, typed by the package's column types so values read back the way the archiver
-wrote them.
+then snapshot, job version, task versions, changes, then id). The rows are chained with encoding
+v1, frozen in ``archiver.archive.chain`` (``V1``), which is why this revision imports it: asked for
+by name, never the archiver's current encoding, so a later encoding cannot change what this revision
+writes (0006 then records these rows as v1). The columns it reads are named here, typed by the
+package's column types so values read back the way the archiver wrote them.
 
 Columns are added (no table rebuild), so the reporting views that read these tables stay valid on
 SQLite.
@@ -188,7 +189,7 @@ def _create_anchor_table() -> None:
 
 def _chain_existing_rows() -> None:
     """Chain what earlier versions archived, one job (one transaction's worth) at a time."""
-    from archiver.archive.chain import COVERED, Chain
+    from archiver.archive.chain import V1, Chain
     from archiver.models import (
         CHANGES,
         JOB_VERSIONS,
@@ -209,7 +210,7 @@ def _chain_existing_rows() -> None:
         per_table: list[list[tuple[Any, int, int, str, dict[str, Any]]]] = []
         for name, t in tables.items():
             time_column, rank = WRITTEN_AT[name]
-            columns = [t.c.id, *(t.c[c] for c in COVERED[name])]
+            columns = [t.c.id, *(t.c[c] for c in V1[name])]
             query = (
                 sa.select(*columns)
                 .where(t.c.workflow_id == wf, t.c.job_id == job_id)
@@ -223,7 +224,7 @@ def _chain_existing_rows() -> None:
             )
         # each table stays in id (write) order; the tables interleave by time, then rank
         rows = heapq.merge(*per_table, key=lambda r: (r[0], r[1]))
-        chain = Chain()
+        chain = Chain(version=1)
         updates: dict[str, list[dict[str, Any]]] = {name: [] for name in tables}
         for _, _, row_id, name, row in rows:
             chain.link(name, row)

@@ -143,6 +143,7 @@ def forge_first_chain_row(sessions: sessionmaker, job_id: str) -> None:
                 fetched_at=T0,
                 applied=True,
                 body="{}",
+                chain_version=1,
                 chain_seq=1,
                 prev_sha256="0" * 64,
                 row_sha256="0" * 64,

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import db
 from archiver.archive.batches import archive_one
-from archiver.archive.chain import COVERED
+from archiver.archive.chain import CURRENT, ENCODINGS
 from archiver.archive.payload import JOB_FIELDS, TASK_FIELDS
 from archiver.audit import periods
 from archiver.audit.rebuild import rebuild
@@ -97,9 +97,10 @@ def execute(sessions: sessionmaker[Session], *statements: Any) -> None:
 
 def test_the_chain_covers_every_state_column() -> None:
     """A column left out of the hash could be edited unseen."""
-    assert set(JOB_FIELDS) <= set(COVERED["job_versions"])
-    assert set(TASK_FIELDS) <= set(COVERED["task_versions"])
-    for table, columns in COVERED.items():
+    covered = ENCODINGS[CURRENT]
+    assert set(JOB_FIELDS) <= set(covered["job_versions"])
+    assert set(TASK_FIELDS) <= set(covered["task_versions"])
+    for table, columns in covered.items():
         model_columns = {
             "job_snapshots": SNAPSHOTS,
             "job_versions": JOB_VERSIONS,
@@ -107,7 +108,9 @@ def test_the_chain_covers_every_state_column() -> None:
             "job_changes": CHANGES,
         }[table].c.keys()
         unhashed = set(model_columns) - set(columns)
-        assert unhashed <= {"id", "chain_seq", "prev_sha256", "row_sha256", "valid_to", "body"}
+        # chain_version is hashed by naming the encoding in the encoded text
+        chain = {"chain_version", "chain_seq", "prev_sha256", "row_sha256"}
+        assert unhashed <= {"id", "valid_to", "body", *chain}
 
 
 def test_an_untouched_archive_verifies(sessions: sessionmaker[Session]) -> None:
@@ -200,6 +203,7 @@ def _insert_row(s: sessionmaker[Session]) -> tuple[str, int, str]:
         "old_value": "180",
         "new_value": "18",
         "observed_at": T0 + timedelta(hours=5),
+        "chain_version": 1,
         "chain_seq": head["chain_seq"] + 1,
         "prev_sha256": "f" * 64,
         "row_sha256": "e" * 64,
