@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,9 +30,15 @@ AXIS = "#555"
 GRID = "#e3e3e3"
 
 
+# characters XML 1.0 forbids (an SVG must parse as XML): C0 controls but tab/newline/return,
+# lone surrogates, U+FFFE/U+FFFF
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def esc(text: object) -> str:
-    """Text for an element or a double- or single-quoted attribute."""
-    return html.escape(str(text), quote=True)
+    """Text for an element or a double- or single-quoted attribute; a character XML cannot hold
+    (a control character in a block name, say) is shown as U+FFFD instead of breaking the SVG."""
+    return html.escape(_NOT_XML.sub("\ufffd", str(text)), quote=True)
 
 
 def number(value: int | float) -> str:
