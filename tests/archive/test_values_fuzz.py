@@ -224,6 +224,13 @@ def test_a_negative_huge_duration_is_a_problem(raw: str) -> None:
     assert parsed.value is None and parsed.problem
 
 
+def test_an_integer_timestamp_past_1e308_is_a_problem() -> None:
+    """Found by the fuzz below: math.isfinite turned a JSON integer of 310 digits or more into an
+    OverflowError, out of parse_payload."""
+    for raw in (10**309, 10**4299, -(10**400)):
+        assert bounded(parse_timestamp, raw) == Parsed(None, "epoch timestamp out of range")
+
+
 def test_an_int_past_the_text_limit_is_a_problem_not_a_value_error() -> None:
     parsed = bounded(clean_text, 10**5000)
     assert parsed == Parsed(None, "an integer too long to write as text")
