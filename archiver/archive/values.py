@@ -14,6 +14,9 @@ Rules (documented in the README, pinned by tests/archive/test_values.py):
 * durations: Go (``"1h2m3.5s"``, ``"754s"``, ``"250ms"``), clock (``"00:12:34"``, ``"1:02:03.5"``,
   ``"12:34"`` = minutes:seconds), Python timedelta (``"2 days, 1:02:03"``), ISO-8601
   (``"PT1H2M"``, ``"P1DT2H"``), and bare seconds (``754``, ``"754.5"``).
+* numbers: judged by their size before they are converted (``read_number``): numeric text over
+  64 characters is not read, and a magnitude of 1E+40 or more is too large for every column, so
+  ``"1e1000000"`` costs what ``"1e10"`` costs.
 * timestamps: ISO-8601 with ``Z`` or an offset, a space instead of ``T``, any number of fraction
   digits (truncated to microseconds), naive taken as UTC, numbers as Unix seconds; ``""``, ``null``
   and Go's zero time ``0001-01-01T00:00:00Z`` mean "not set".
@@ -174,7 +177,9 @@ def parse_number(raw: Any, quantum: Decimal, lo: Decimal, hi: Decimal) -> Parsed
     return _within(number, raw, quantum, lo, hi)
 
 
-def _within(number: Decimal, raw: Any, quantum: Decimal, lo: Decimal, hi: Decimal) -> Parsed:
+def _within(
+    number: Decimal, raw: Any, quantum: Decimal, lo: Decimal, hi: Decimal
+) -> Parsed[Decimal]:
     """``number`` (from ``read_number``) quantized, or a problem when it is outside lo..hi."""
     if not lo <= number <= hi:
         return Parsed(None, f"{_shown(number, raw)} is outside {lo}..{hi}")
