@@ -7,6 +7,7 @@ onto the drivers the extras install (psycopg 3, PyMySQL) so nobody needs to know
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -16,6 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Table, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.engine.url import URL
@@ -168,11 +170,64 @@ def alembic_config(url: str | URL) -> Config:
     return config
 
 
-def upgrade(url: str | URL, revision: str = "head") -> None:
+def upgrade(url: str | URL, revision: str = "head") -> str | None:
+    """Migrate the database forward to ``revision``; return the revision it is then at.
+
+    Alembic's upgrade to a revision older than the database's does nothing and says nothing, so a
+    caller would report a revision the database is not at: that, and a revision nobody knows, is
+    a ``DatabaseError`` saying so, before anything is touched. ``+N`` (N steps on) is passed on.
+    """
+    config = alembic_config(url)
     try:
-        command.upgrade(alembic_config(url), revision)
+        if not _RELATIVE_FORWARD.fullmatch(revision):
+            _check_forward(ScriptDirectory.from_config(config), url, revision)
+        command.upgrade(config, revision)
+        return current_revision(url)
     except OperationalError as exc:
         raise DatabaseError(f"cannot migrate {mask_url(str(url))}: {_first_line(exc)}") from None
+    except CommandError as exc:  # e.g. "+9" past the head
+        raise DatabaseError(f"cannot migrate {mask_url(str(url))}: {_first_line(exc)}") from None
+
+
+_RELATIVE_FORWARD = re.compile(r"\+\d+")
+
+
+def _check_forward(script: ScriptDirectory, url: str | URL, revision: str) -> None:
+    """Raise DatabaseError unless ``revision`` is known and not behind the database's revision."""
+    known = ", ".join(reversed([s.revision for s in script.walk_revisions()]))
+    try:
+        target = script.get_revision(revision)
+    except CommandError:
+        raise DatabaseError(
+            f"unknown revision {revision!r}: the migrations are {known} (or head)"
+        ) from None
+    current = current_revision(url)
+    if current is None:
+        return
+    try:
+        script.get_revision(current)
+    except CommandError:
+        raise DatabaseError(
+            f"database {mask_url(str(url))} is at revision {current}, which this archiver does "
+            f"not know (its migrations are {known}): upgrade does not downgrade"
+        ) from None
+    older = {s.revision for s in script.iterate_revisions(current, "base")} - {current}
+    if target is None or target.revision in older:
+        asked = revision if target is None or target.revision == revision else target.revision
+        raise DatabaseError(
+            f"database {mask_url(str(url))} is at revision {current}, newer than the revision "
+            f"asked for, {asked}: upgrade does not downgrade; nothing was changed"
+        )
+
+
+def current_revision(url: str | URL) -> str | None:
+    """The database's Alembic revision (None before the first migration)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
 
 
 def downgrade(url: str | URL, revision: str) -> None:

@@ -291,7 +291,7 @@ def test_cli_output_holds_no_secret_and_masks_database_urls(secret_db: SecretDb)
         return output
 
     shown = mask_url(secret_db.url)
-    assert run("db", "upgrade").strip() == f"database {shown} is at revision head"
+    assert run("db", "upgrade").strip() == f"database {shown} is at revision {db.head_revision()}"
     assert shown in run("db", "check")
     run("track", "w", "ok")
     run("track", "w", "forbidden")

@@ -14,6 +14,9 @@ Rules (documented in the README, pinned by tests/archive/test_values.py):
 * durations: Go (``"1h2m3.5s"``, ``"754s"``, ``"250ms"``), clock (``"00:12:34"``, ``"1:02:03.5"``,
   ``"12:34"`` = minutes:seconds), Python timedelta (``"2 days, 1:02:03"``), ISO-8601
   (``"PT1H2M"``, ``"P1DT2H"``), and bare seconds (``754``, ``"754.5"``).
+* numbers: judged by their size before they are converted (``read_number``): numeric text over
+  64 characters is not read, and a magnitude of 1E+40 or more is too large for every column, so
+  ``"1e1000000"`` costs what ``"1e10"`` costs.
 * timestamps: ISO-8601 with ``Z`` or an offset, a space instead of ``T``, any number of fraction
   digits (truncated to microseconds), naive taken as UTC, numbers as Unix seconds; ``""``, ``null``
   and Go's zero time ``0001-01-01T00:00:00Z`` mean "not set".
@@ -27,7 +30,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -52,28 +55,86 @@ def _describe(raw: Any) -> str:
 # --- numbers -------------------------------------------------------------------------------------
 
 _DECIMAL_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_INTEGER_RE = re.compile(r"^[+-]?\d+$")
+
+# Numbers are judged by their size before they are converted: turning 1e1000000 into an int, or a
+# million-digit int into a Decimal, takes time that grows with the square of the digits (minutes
+# for an 11-byte string). No column needs anything near these bounds.
+MAX_NUMBER_TEXT = 64  # characters of numeric text read at all; longer text is never converted
+MAX_EXPONENT = 40  # |x| >= 10**40 fits no column: int64 < 10**19, seconds <= 10**12, percent <= 100
+MAX_INT_BITS = 133  # 2**133 > 10**40: an int with more bits is too large, known without converting
+_TOO_LARGE = Decimal("Infinity")
+_ZERO = Decimal(0)
+# The arithmetic on parsed numbers (a progress fraction) runs in this context, not the thread's:
+# the same precision and rounding as Python's default, and no traps (read_number then judges what
+# came out).
+_ARITHMETIC = Context(prec=28, rounding=ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999, traps=[])
 
 
-def _to_decimal(raw: Any) -> Decimal | None:
-    """A finite Decimal from an int, float or numeric string; None otherwise (bools excluded)."""
+def read_number(raw: Any) -> Decimal | None:
+    """A Decimal from a JSON number or numeric text, judged by its size before any conversion.
+
+    None when ``raw`` is not a finite number (bools, NaN, other types, text that is not a plain
+    decimal or is longer than ``MAX_NUMBER_TEXT``). A number of magnitude ``10**MAX_EXPONENT`` or
+    more comes back as signed Infinity, decided from an int's bit length or a Decimal's exponent
+    alone; zero comes back as a plain (signed) zero whatever its exponent. So every finite result
+    has an exponent below ``MAX_EXPONENT`` and, read from an int, a float or text, at most 64
+    digits (a Decimal is only handed in by this module's own arithmetic, rounded to 28): whatever
+    a parser then does with it (compare, quantize, ``int``) is bounded work.
+    """
     if isinstance(raw, bool):
         return None
-    if isinstance(raw, Decimal):
-        return raw if raw.is_finite() else None
     if isinstance(raw, int):
+        if raw.bit_length() > MAX_INT_BITS:
+            return _TOO_LARGE if raw > 0 else -_TOO_LARGE
         return Decimal(raw)
     if isinstance(raw, float):
-        return Decimal(repr(raw)) if math.isfinite(raw) else None
-    if isinstance(raw, str):
+        if not math.isfinite(raw):
+            return None
+        number = Decimal(repr(raw))  # repr: at most 24 characters
+    elif isinstance(raw, Decimal):
+        number = raw
+    elif isinstance(raw, str):
         text = raw.strip()
-        if len(text) > 64 or not _DECIMAL_RE.match(text):
+        if len(text) > MAX_NUMBER_TEXT or not _DECIMAL_RE.match(text):
             return None
         try:
-            value = Decimal(text)
-        except InvalidOperation:
-            return None
-        return value if value.is_finite() else None
-    return None
+            number = Decimal(text)  # exact and linear: no context, no rounding
+        except InvalidOperation:  # an exponent of 19 digits or more: beyond what Decimal holds
+            number = _beyond_decimal(text)
+    else:
+        return None
+    if number.is_nan():
+        return None
+    if number.is_infinite():
+        return number  # only our own arithmetic hands one in: it is the too-large mark
+    if number.is_zero():
+        return _ZERO.copy_sign(number)
+    if number.adjusted() >= MAX_EXPONENT:
+        return _TOO_LARGE.copy_sign(number)
+    return number
+
+
+def _beyond_decimal(text: str) -> Decimal:
+    """What stands for a plain decimal whose exponent Decimal cannot hold (the regex matched)."""
+    mantissa_text, _, exponent = text.lower().partition("e")
+    mantissa = Decimal(mantissa_text)  # the same text without its exponent: small and exact
+    if mantissa.is_zero():
+        return _ZERO.copy_sign(mantissa)
+    if exponent.startswith("-"):  # nonzero but below any quantum: a fraction that rounds to 0
+        return Decimal((mantissa.is_signed(), (1,), -2 * MAX_EXPONENT))
+    return _TOO_LARGE.copy_sign(mantissa)
+
+
+def _shown(number: Decimal, raw: Any) -> str:
+    """The number for a problem message: a too-large one as it was written, never converted."""
+    if number.is_finite():
+        return str(number)
+    if isinstance(raw, str):
+        return raw.strip()  # at most MAX_NUMBER_TEXT characters, or read_number refused it
+    if isinstance(raw, float):
+        return repr(raw)
+    return f"{'-' if number < 0 else ''}a number of magnitude 1E+{MAX_EXPONENT} or more"
 
 
 OUT_OF_RANGE = "integer outside the 64-bit range"
@@ -84,18 +145,22 @@ def parse_int(raw: Any) -> Parsed[int]:
     """An integer column (cost, estimated durations): ints, integral floats, digit strings."""
     if raw is None:
         return Parsed(None)
-    if isinstance(raw, str) and len(raw.strip()) > 64 and raw.strip().lstrip("+-").isdigit():
-        return Parsed(None, OUT_OF_RANGE)
+    if isinstance(raw, str) and len(raw) > MAX_NUMBER_TEXT:
+        text = raw.strip()
+        if len(text) > MAX_NUMBER_TEXT and _INTEGER_RE.match(text):
+            return Parsed(None, OUT_OF_RANGE)
     if isinstance(raw, float) and math.isfinite(raw) and abs(raw) >= FLOAT_EXACT:
         if not INT64_MIN <= raw <= INT64_MAX:
             return Parsed(None, OUT_OF_RANGE)
         return Parsed(None, "integer written with a decimal point beyond 2^53: not exact")
-    number = _to_decimal(raw)
+    number = read_number(raw)
     if number is None:
         return Parsed(None, f"expected an integer, got {_describe(raw)}")
+    if number.is_infinite():
+        return Parsed(None, OUT_OF_RANGE)
     if number != number.to_integral_value():
         return Parsed(None, "expected an integer, got a fraction")
-    value = int(number)
+    value = int(number)  # bounded: read_number keeps the exponent below MAX_EXPONENT
     if not INT64_MIN <= value <= INT64_MAX:
         return Parsed(None, OUT_OF_RANGE)
     if isinstance(raw, str):
@@ -106,11 +171,18 @@ def parse_int(raw: Any) -> Parsed[int]:
 def parse_number(raw: Any, quantum: Decimal, lo: Decimal, hi: Decimal) -> Parsed[Decimal]:
     if raw is None:
         return Parsed(None)
-    number = _to_decimal(raw)
+    number = read_number(raw)
     if number is None:
         return Parsed(None, f"expected a number, got {_describe(raw)}")
+    return _within(number, raw, quantum, lo, hi)
+
+
+def _within(
+    number: Decimal, raw: Any, quantum: Decimal, lo: Decimal, hi: Decimal
+) -> Parsed[Decimal]:
+    """``number`` (from ``read_number``) quantized, or a problem when it is outside lo..hi."""
     if not lo <= number <= hi:
-        return Parsed(None, f"{number} is outside {lo}..{hi}")
+        return Parsed(None, f"{_shown(number, raw)} is outside {lo}..{hi}")
     return Parsed(number.quantize(quantum, rounding=ROUND_HALF_EVEN))
 
 
@@ -126,20 +198,35 @@ def parse_progress(raw: Any) -> Parsed[Decimal]:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return Parsed(None)
     if isinstance(raw, str):
-        match = _PERCENT_RE.match(raw)
-        if match:
-            raw = match.group(1)
-        else:
-            fraction = _FRACTION_RE.match(raw)
-            if fraction:
-                num, den = Decimal(fraction.group(1)), Decimal(fraction.group(2))
-                if den == 0:
-                    return Parsed(None, "progress fraction with a zero denominator")
-                raw = num / den * _HUNDRED
-    parsed = parse_number(raw, PCT_QUANTUM, Decimal(0), _HUNDRED)
+        parsed = _progress_text(raw.strip())
+    else:
+        parsed = parse_number(raw, PCT_QUANTUM, _ZERO, _HUNDRED)
     if parsed.problem:
         return Parsed(None, f"unreadable progress: {parsed.problem}")
     return parsed
+
+
+def _progress_text(text: str) -> Parsed[Decimal]:
+    if len(text) > MAX_NUMBER_TEXT:  # before any regex or arithmetic: see read_number
+        return Parsed(None, f"longer than {MAX_NUMBER_TEXT} characters")
+    match = _PERCENT_RE.match(text)
+    if match:
+        return parse_number(match.group(1), PCT_QUANTUM, _ZERO, _HUNDRED)
+    fraction = _FRACTION_RE.match(text)
+    if not fraction:
+        return parse_number(text, PCT_QUANTUM, _ZERO, _HUNDRED)
+    num, den = read_number(fraction.group(1)), read_number(fraction.group(2))
+    if num is None or den is None:  # not reached: the regex admits plain decimals only
+        return Parsed(None, "unreadable fraction")
+    if den.is_zero():
+        return Parsed(None, "progress fraction with a zero denominator")
+    # Both sides have at most 64 digits and no exponent, so the quotient is far inside what the
+    # context holds; the context is our own so a caller's thread context cannot make it trap.
+    percent = _ARITHMETIC.multiply(_ARITHMETIC.divide(num, den), _HUNDRED)
+    number = read_number(percent)
+    if number is None:
+        return Parsed(None, "unreadable fraction")
+    return _within(number, text, PCT_QUANTUM, _ZERO, _HUNDRED)
 
 
 # --- durations -----------------------------------------------------------------------------------
@@ -217,15 +304,19 @@ def parse_duration(raw: Any) -> Parsed[Decimal]:
             return Parsed(None, "unreadable duration")
         negative = text.startswith("-")
         body = text.lstrip("+-")
-        seconds = _to_decimal(body) if _DECIMAL_RE.match(body) else None
+        seconds = read_number(body) if _DECIMAL_RE.match(body) else None
         for reader in (_go_duration, _iso_upper, _clock_duration):
             if seconds is not None:
                 break
             seconds = reader(body)
+        seconds = None if seconds is None else read_number(seconds)
         if seconds is None:
             return Parsed(None, "unreadable duration")
-        raw = -seconds if negative else seconds
-    parsed = parse_number(raw, SECONDS_QUANTUM, Decimal(0), MAX_SECONDS)
+        # copy_negate is exact and quiet: a plain minus would round in the thread's context
+        number = seconds.copy_negate() if negative else seconds
+        parsed = _within(number, text, SECONDS_QUANTUM, _ZERO, MAX_SECONDS)
+    else:
+        parsed = parse_number(raw, SECONDS_QUANTUM, _ZERO, MAX_SECONDS)
     if parsed.problem:
         return Parsed(None, f"unreadable duration: {parsed.problem}")
     return parsed
@@ -245,7 +336,9 @@ def parse_timestamp(raw: Any) -> Parsed[datetime]:
     if isinstance(raw, bool):
         return Parsed(None, "expected a timestamp, got bool")
     if isinstance(raw, int | float):
-        if not math.isfinite(raw) or not 0 <= raw < 253402300800:  # before year 10000
+        # compared as they are: math.isfinite would turn an int past 1e308 into an OverflowError
+        finite = isinstance(raw, int) or math.isfinite(raw)
+        if not finite or not 0 <= raw < 253402300800:  # before year 10000
             return Parsed(None, "epoch timestamp out of range")
         return Parsed(_EPOCH + timedelta(microseconds=round(raw * 1_000_000)))
     if not isinstance(raw, str):
@@ -297,7 +390,10 @@ def clean_text(raw: Any, limit: int | None = None) -> Parsed[str]:
     if isinstance(raw, bool):
         return Parsed("true" if raw else "false", "expected a string, got bool")
     if isinstance(raw, int | float):
-        text = str(raw)
+        try:
+            text = str(raw)
+        except ValueError:  # an int past Python's 4,300-digit limit (not from JSON: it refuses)
+            return Parsed(None, "an integer too long to write as text")
         if limit is not None and len(text) > limit:
             return Parsed(None, f"longer than {limit} characters")
         return Parsed(text)

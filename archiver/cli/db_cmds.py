@@ -25,11 +25,11 @@ def db() -> None:
 @settings_options("db upgrade")
 @click.option("--revision", default="head", show_default=True, help="Alembic revision to reach.")
 def db_upgrade(database_url: str | None, revision: str) -> None:
-    """Create or migrate the database to the latest schema."""
+    """Create or migrate the database to the latest schema (never to an older one)."""
     settings = build_settings(database_url=database_url)
     with reported_errors(settings):
-        dbmod.upgrade(settings.database_url, revision)
-    click.echo(f"database {settings.masked_database_url()} is at revision {revision}")
+        reached = dbmod.upgrade(settings.database_url, revision)
+    click.echo(f"database {settings.masked_database_url()} is at revision {reached or 'base'}")
 
 
 @db.command("check")
