@@ -309,7 +309,7 @@ CATALOGUE: tuple[Hostile, ...] = (
         "error_body_with_200",
         lambda w, j: wire({"error": {"code": "internal", "message": "boom", "details": None}}),
         REJECTED,
-        "no job id",
+        "an API error envelope, not a job",
     ),
     Hostile("array_of_scalars", lambda w, j: b'[1, "x", null]', REJECTED, "expected a JSON object"),
     Hostile("bare_number", lambda w, j: b"42", REJECTED, "expected a JSON object"),

@@ -16,6 +16,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Numeric, String, Table, Text, 
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import fields as declared
+from archiver import ids
 from archiver.archive import chain, payload, plan, statements
 from archiver.archive.batches import archive_one
 from archiver.audit import verify
@@ -99,7 +100,7 @@ def test_each_state_column_has_the_declared_type_length_and_nullability(
 
 
 def test_the_text_and_id_limits_are_the_models() -> None:
-    assert payload.ID_MAX == declared.ID_MAX == JOBS.c.job_id.type.length
+    assert ids.ID_MAX == declared.ID_MAX == JOBS.c.job_id.type.length
     assert JOBS.c.status.type.length == declared.STATUS_MAX
 
 

@@ -40,6 +40,7 @@ import urllib3
 import archiver
 from archiver.api.deadline import Deadline, DeadlineAdapter
 from archiver.archive.jsonload import Decoded, JsonError, loads
+from archiver.archive.payload import error_envelope
 from archiver.config import Settings
 from archiver.errors import (
     ApiError,
@@ -54,6 +55,7 @@ from archiver.errors import (
     ServerError,
     TransportError,
 )
+from archiver.ids import id_problem, shown_id
 
 log = logging.getLogger("archiver.client")
 
@@ -330,9 +332,9 @@ class ApiClient:
         data = decoded.value
         if not isinstance(data, dict):
             raise invalid(f"expected a JSON object, got {type(data).__name__}")
-        if "error" in data:
-            code, message = _envelope(data)
-            raise invalid(f"a 200 carrying an error — {code}: {message}")
+        envelope = error_envelope(data)  # the archive's rule: an error envelope is never a job
+        if envelope is not None:
+            raise invalid(f"a 200 carrying an error — {envelope.code}: {envelope.message}")
         got = data.get("id")
         if not isinstance(got, str):
             raise invalid("the job has no string id")
@@ -430,17 +432,18 @@ def _log(path: str, outcome: int | str, began: float, attempt: str, delay: float
 
 
 def _job_path(workflow_id: str, job_id: str) -> str:
-    """The escaped path; each id is one segment whatever it holds."""
+    """The escaped path; each id is one segment whatever it holds, once it passes the id rule."""
     for name, value in (("workflow_id", workflow_id), ("job_id", job_id)):
         if not isinstance(value, str) or not value:
             raise BadRequestError(f"{name} must be a non-empty string")
         if value in (".", ".."):
             # requests un-escapes %2E and urllib3 then removes dot segments: no way to send these
             raise BadRequestError(f"{name} {value!r} cannot be sent as a path segment")
-    try:
-        return f"/v0/workflows/{quote(workflow_id, safe='')}/jobs/{quote(job_id, safe='')}"
-    except UnicodeEncodeError:
-        raise BadRequestError("ids must be valid Unicode text (no lone surrogates)") from None
+        problem = id_problem(value)
+        if problem:
+            raise BadRequestError(f"{name} {shown_id(value)} {problem}; not sent")
+    # the id rule refused lone surrogates, the only text quote() cannot encode
+    return f"/v0/workflows/{quote(workflow_id, safe='')}/jobs/{quote(job_id, safe='')}"
 
 
 def _error_class(status: int, code: str | None) -> type[ApiError]:
@@ -466,22 +469,14 @@ def _is_auth_code(code: str | None) -> bool:
     return lowered in AUTH_FAILURE_CODES or any(p in lowered for p in hints)
 
 
-def _envelope(body: bytes | dict[str, Any]) -> tuple[str | None, str | None]:
-    """``error.code`` and ``error.message`` of ``{"error": {...}}``, if the body is one."""
-    data: Any = body
-    if isinstance(body, bytes):
-        try:
-            data = loads(body).value
-        except JsonError:
-            return None, None
-    error = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(error, dict):
+def _envelope(body: bytes) -> tuple[str | None, str | None]:
+    """``error.code`` and ``error.message`` of an error envelope (``archiver.archive.payload``'s
+    rule), if the body is one."""
+    try:
+        envelope = error_envelope(loads(body).value)
+    except JsonError:
         return None, None
-    code, message = error.get("code"), error.get("message")
-    return (
-        str(code) if isinstance(code, str | int) and not isinstance(code, bool) else None,
-        message if isinstance(message, str) else None,
-    )
+    return (envelope.code, envelope.message) if envelope is not None else (None, None)
 
 
 def _one_line(value: str | int) -> str:

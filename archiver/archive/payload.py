@@ -33,7 +33,8 @@ from archiver.archive.values import (
     parse_timestamp,
 )
 from archiver.errors import PayloadError
-from archiver.fields import ID_MAX, Derive, Field, Kind
+from archiver.fields import Derive, Field, Kind
+from archiver.ids import id_problem, shown_id
 from archiver.statuses import DEFAULT_CLASSIFIER, StatusClassifier
 
 RAW_VALUE_MAX = 500  # a problem row shows this much of the value; the snapshot has all of it
@@ -133,17 +134,64 @@ class _Collector:
 
 
 def _identifier(raw: Any, what: str) -> str | None:
-    """Ids are text; integers are accepted as their decimal text."""
+    """Ids are text; integers are accepted as their decimal text. The rule is ``archiver.ids``."""
     if isinstance(raw, bool) or raw is None:
         return None
     if isinstance(raw, int):
         raw = str(raw)
     if not isinstance(raw, str) or not raw.strip():
         return None
-    cleaned = clean_text(raw)
-    if cleaned.problem or len(raw) > ID_MAX:
-        raise PayloadError(f"{what} {_raw_repr(raw)!r} is not a usable identifier")
+    problem = id_problem(raw)
+    if problem:
+        raise PayloadError(f"{what} {shown_id(raw)} is not a usable identifier: it {problem}")
     return raw
+
+
+ERROR_SHOWN_MAX = 200  # of an error envelope's ``error`` member, in the refusal's message
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEnvelope:
+    """What the API answers instead of a job: ``{"error": {"code": …, "message": …}}``."""
+
+    code: str | None
+    message: str | None
+
+
+def error_envelope(data: Any) -> ErrorEnvelope | None:
+    """The error ``data`` carries if it is an error envelope, else None. An envelope is never a job.
+
+    The rule, for every path (the HTTP client and every archived payload, through ``identify``):
+    a JSON object whose top-level ``error`` member is present and not ``null`` is an error
+    envelope, whatever else it holds, ids included, and whatever the member's type (an object
+    as the API sends it, or a string, number, list). Strict on purpose: the history is append-only,
+    so an envelope archived as a job would be a false version (status, cost, progress NULL) that
+    nothing can take back, whereas a job refused by mistake is recorded and counted, and loud.
+    ``"error": null`` carries no error and is not an envelope.
+    """
+    if not isinstance(data, Mapping) or data.get("error") is None:
+        return None
+    error = data["error"]
+    if not isinstance(error, Mapping):
+        return ErrorEnvelope(None, None)
+    code, message = error.get("code"), error.get("message")
+    return ErrorEnvelope(
+        str(code) if isinstance(code, str | int) and not isinstance(code, bool) else None,
+        message if isinstance(message, str) else None,
+    )
+
+
+def _refuse_envelope(data: dict[str, Any], workflow_id: str | None, job_id: str | None) -> None:
+    if error_envelope(data) is None:
+        return
+    shown = canonical(data["error"])  # JSON text, ASCII: no control character survives in it
+    if len(shown) > ERROR_SHOWN_MAX:
+        shown = shown[: ERROR_SHOWN_MAX - 1] + "…"
+    raise PayloadError(
+        f"payload rejected: it is an API error envelope, not a job (error: {shown})",
+        workflow_id=workflow_id,
+        job_id=job_id,
+    )
 
 
 def decode(raw: str | bytes | Mapping[str, Any]) -> tuple[dict[str, Any], str, list[str]]:
@@ -197,8 +245,10 @@ def identify(
     job_id: str | None = None,
     classifier: StatusClassifier = DEFAULT_CLASSIFIER,
 ) -> Identified:
-    """Decode, check the ids (``workflow_id``/``job_id``, when given, must match) and hash."""
+    """Decode, refuse an error envelope, check the ids (``workflow_id``/``job_id``, when given,
+    must match) and hash."""
     data, body, duplicates = decode(raw)
+    _refuse_envelope(data, workflow_id, job_id)
     got_job = _identifier(data.get("id"), "job id")
     if got_job is None:
         raise PayloadError("payload rejected: no job id (the 'id' field is missing or empty)")

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import CursorResult, insert, update
 from sqlalchemy.orm import Session
 
-from archiver.archive.payload import ID_MAX
 from archiver.archive.values import clean_text
+from archiver.fields import ID_MAX
 from archiver.models import ERRORS, RUNS
 
 COUNTS = (

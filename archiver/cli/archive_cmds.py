@@ -18,6 +18,7 @@ from archiver.cli.common import (
     Abort,
     build_settings,
     cli,
+    echo_line,
     format_option,
     open_archive,
     settings_options,
@@ -73,9 +74,9 @@ def ingest(
 
     def report(item: Item, result: ArchiveResult | None, error: str | None) -> None:
         if error is not None:
-            click.echo(f"failed    {item.source}: {error}", err=True)
+            echo_line(f"failed    {item.source}: {error}", err=True)
         elif result is not None and not quiet:
-            click.echo(
+            echo_line(
                 f"{result.outcome:9} {result.workflow_id}/{result.job_id} "
                 f"v{result.version} {result.status or '-'} ({result.changes} changes)"
             )

@@ -15,6 +15,7 @@ from archiver.cli.common import (
     Abort,
     build_settings,
     cli,
+    echo_line,
     open_archive,
     reported_errors,
     settings_options,
@@ -195,7 +196,7 @@ def rebuild(
             assert into is not None
             report = rebuildmod.rebuild(sessions, into, classifier=classifier)
     for line in report.rejected[:20]:
-        click.echo(f"rejected on replay: {line}")
+        echo_line(f"rejected on replay: {line}")
     target = "a scratch database" if dry_run else mask_url(into or "")
     click.echo(
         f"replayed {report.snapshots} snapshots into {target}: {report.jobs} jobs "
@@ -213,7 +214,7 @@ def rebuild(
                 f"{diff.only_after} only in the rebuild"
             )
         for wf, jid in changed[:20]:
-            click.echo(f"  job {wf}/{jid}")
+            echo_line(f"  job {wf}/{jid}")
         if len(changed) > 20:
             click.echo(f"  … and {len(changed) - 20} more")
     if not report.identical or report.rejected:

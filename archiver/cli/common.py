@@ -14,15 +14,23 @@ from archiver import __version__
 from archiver import db as dbmod
 from archiver.config import DECLARED, Declared, Settings, mask_url, settings_from_env
 from archiver.errors import ArchiverError
+from archiver.ids import escape
+from archiver.polling import logs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Abort(click.ClickException):
-    """A failed command: one line on stderr, exit status 1."""
+    """A failed command: one line on stderr, exit status 1 (an id or value in the message cannot
+    break the line: control characters are escaped)."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"archiver: error: {self.format_message()}", err=True)
+        click.echo(escape(f"archiver: error: {self.format_message()}"), err=True)
+
+
+def echo_line(text: str, *, err: bool = False) -> None:
+    """One line of a command's output, with control characters in ids and values escaped."""
+    click.echo(escape(text), err=err)
 
 
 @contextmanager
@@ -119,3 +127,4 @@ def build_settings(**flags: Any) -> Settings:
 @click.version_option(__version__, prog_name="archiver")
 def cli() -> None:
     """Archive Pixxel workflow jobs into SQL with a complete change history."""
+    logs.escape_unconfigured()

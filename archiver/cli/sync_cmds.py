@@ -14,6 +14,7 @@ from archiver.cli.common import (
     Abort,
     build_settings,
     cli,
+    echo_line,
     open_archive,
     reported_errors,
     settings_options,
@@ -82,7 +83,7 @@ def sync(everything: bool, database_url: str | None, **flags: Any) -> None:
         settings, everything=everything, console=console if console.is_terminal else None
     )
     for error in summary.errors[:20]:
-        click.echo(f"failed    {error}", err=True)
+        echo_line(f"failed    {error}", err=True)
     if len(summary.errors) > 20:
         click.echo(f"… and {len(summary.errors) - 20} more (see sync_errors)", err=True)
     click.echo(summary.line())

@@ -17,6 +17,7 @@ from archiver.cli.common import (
     Abort,
     build_settings,
     cli,
+    echo_line,
     format_option,
     open_archive,
     settings_options,
@@ -69,7 +70,7 @@ def track(
             raise Abort(problem)
         pairs = [(workflow_id, job_id)]
     for error in errors:
-        click.echo(f"{path}: {error}", err=True)
+        echo_line(f"{path}: {error}", err=True)
     settings = build_settings(database_url=database_url)
     with open_archive(settings) as sessions, sessions.begin() as session:
         started = tracking.track(session, pairs, datetime.now(UTC))
@@ -92,7 +93,7 @@ def untrack(workflow_id: str, job_id: str, database_url: str | None) -> None:
         found = tracking.untrack(session, workflow_id, job_id)
     if not found:
         raise Abort(f"job {workflow_id}/{job_id} is not tracked")
-    click.echo(f"stopped tracking {workflow_id}/{job_id}; its archive is kept")
+    echo_line(f"stopped tracking {workflow_id}/{job_id}; its archive is kept")
 
 
 @cli.command()

@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy import CursorResult, and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from archiver.archive.payload import ID_MAX
 from archiver.config import Settings
 from archiver.db import upsert
 from archiver.errors import ApiError, ForbiddenError, NotFoundError
+from archiver.ids import id_problem, shown_id
 from archiver.models import TRACKED
 from archiver.retry import RetryPolicy
 
@@ -40,7 +40,11 @@ def read_track_file(text: str) -> TrackFileResult:
     """``workflow_id,job_id`` rows, with or without that header; bad rows named by line number."""
     result = TrackFileResult()
     seen: set[tuple[str, str]] = set()
-    for number, row in enumerate(csv.reader(io.StringIO(text)), 1):
+    reader = csv.reader(io.StringIO(text))
+    last = 0
+    for row in reader:
+        # the line the row starts on: a quoted cell may span lines (a newline inside an id)
+        number, last = last + 1, reader.line_num
         cells = [c.strip() for c in row]
         if not cells or not any(cells) or cells[0].startswith("#"):
             continue
@@ -63,13 +67,13 @@ def read_track_file(text: str) -> TrackFileResult:
 
 
 def validate_ids(workflow_id: str, job_id: str) -> str | None:
+    """Why this pair cannot be tracked (the id rule of ``archiver.ids``), or None."""
     for name, value in (("workflow_id", workflow_id), ("job_id", job_id)):
         if not value.strip():
             return f"empty {name}"
-        if len(value) > ID_MAX:
-            return f"{name} longer than {ID_MAX} characters"
-        if any(ord(ch) < 32 for ch in value):
-            return f"{name} contains control characters"
+        problem = id_problem(value)
+        if problem:
+            return f"{name} {shown_id(value)} {problem}"
     return None
 
 

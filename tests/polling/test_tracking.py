@@ -46,7 +46,7 @@ def test_track_file_with_header_comments_and_bad_lines() -> None:
     assert result.errors == [
         "line 5: expected workflow_id,job_id, got 3 fields",
         "line 7: empty workflow_id",
-        "line 9: job_id longer than 191 characters",
+        "line 9: job_id '" + "x" * 98 + "… is longer than 191 characters",
     ]
 
 
