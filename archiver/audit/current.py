@@ -24,12 +24,12 @@ A row the history does not back is ``inserted``, a row it implies but the table 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from archiver.archive.changelog import as_text
+from archiver.archive.changelog import as_text, same
 from archiver.archive.jsonload import canonical
-from archiver.archive.payload import VAL_ERROR_FIELDS
+from archiver.archive.payload import JOB_FIELDS, TASK_FIELDS, VAL_ERROR_FIELDS
 from archiver.audit.walk import CURRENT, JobWalk
 
 Edges = Mapping[str, Mapping[str, int]]  # task id -> depends-on task id -> row id
@@ -54,8 +54,9 @@ def _check_job(walk: JobWalk, has_history: bool) -> None:
         flags.add(("jobs", head["id"]), CURRENT, "jobs", head["id"], "inserted", detail)
         return
     last = walk.job_version
-    if last is not None and last.differ:
-        detail = f"the current row differs from its last version in {', '.join(last.differ)}"
+    differ = _differ(head, last.row, JOB_FIELDS) if last is not None else []
+    if differ:
+        detail = f"the current row differs from its last version in {', '.join(differ)}"
         flags.add(("jobs", head["id"]), CURRENT, "jobs", head["id"], "edited", detail)
 
 
@@ -71,9 +72,10 @@ def _check_tasks(walk: JobWalk) -> None:
             detail = f"{where} has a history (last version {last.version}) but no current row"
             flags.add(("tasks", task_id), CURRENT, "tasks", None, "deleted", detail, last.chain_seq)
             continue
-        problems = [f"differs from its last version in {', '.join(last.differ or ())}"]
-        if not last.differ:
-            problems = []
+        problems = []
+        differ = _differ(row, last.row, TASK_FIELDS)
+        if differ:
+            problems.append(f"the current row differs from its last version in {', '.join(differ)}")
         gone = trail.removed_at if trail.presence == "removed" else None
         if row["removed_at"] != gone:
             problems.append(
@@ -81,7 +83,7 @@ def _check_tasks(walk: JobWalk) -> None:
                 f"say {as_text(gone) or 'present (NULL)'}"
             )
         if problems:
-            detail = f"{where}: the current row {'; '.join(problems)}"
+            detail = f"{where}: {'; '.join(problems)}"
             flags.add(("tasks", row["id"]), CURRENT, "tasks", row["id"], "edited", detail)
     for task_id, row in walk.tasks.items():
         backed = walk.task_trails.get(task_id)
@@ -158,6 +160,15 @@ def _check_val_errors(walk: JobWalk, val_errors: Mapping[str, Any]) -> None:
         if logged is None or logged.state is None:
             detail = f"validation error {fp[:12]}… has no state change in the change log"
             flags.add((table, row["id"]), CURRENT, table, row["id"], "inserted", detail)
+
+
+def _differ(current: Any, last: Mapping[str, Any], fields: Sequence[str]) -> list[str]:
+    """The fields (and version number) a current row differs from its last version in."""
+    # plain equality settles nearly every field; ``same`` (canonical JSON) only the rest
+    differ = [f for f in fields if current[f] != last[f] and not same(current[f], last[f])]
+    if current["version"] != last["version"]:
+        differ.append("version")
+    return differ
 
 
 def _fingerprint(row: Any) -> str:

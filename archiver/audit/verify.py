@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from archiver.audit.breaks import Break
 from archiver.audit.current import check_current
 from archiver.audit.periods import verify_statements
-from archiver.audit.walk import HISTORY, JobWalk, Reader
+from archiver.audit.walk import HISTORY, JobWalk, Reader, of_jobs
 from archiver.errors import ArchiverError
 from archiver.models import ANCHORS, DEPS, JOBS, TASKS, TRACKED, VAL_ERRORS
 
@@ -148,19 +148,19 @@ def _verify_chunk(session: Session, keys: Sequence[tuple[str, str]], report: Rep
     time (``archiver.audit.walk``)."""
     heads = {
         (r["workflow_id"], r["job_id"]): r
-        for r in session.execute(select(JOBS).where(_in_keys(JOBS, keys))).mappings()
+        for r in session.execute(select(JOBS).where(of_jobs(JOBS, keys))).mappings()
     }
     tasks: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
-    for task in session.execute(select(TASKS).where(_in_keys(TASKS, keys))).mappings():
+    for task in session.execute(select(TASKS).where(of_jobs(TASKS, keys))).mappings():
         tasks[(task["workflow_id"], task["job_id"])][task["task_id"]] = task
     edges: dict[tuple[str, str], dict[str, dict[str, int]]] = defaultdict(dict)
     deps = select(
         DEPS.c.workflow_id, DEPS.c.job_id, DEPS.c.task_id, DEPS.c.depends_on_task_id, DEPS.c.id
     )
-    for wf, jid, task_id, dep, row_id in session.execute(deps.where(_in_keys(DEPS, keys))):
+    for wf, jid, task_id, dep, row_id in session.execute(deps.where(of_jobs(DEPS, keys))):
         edges[(wf, jid)].setdefault(task_id, {})[dep] = row_id
     errors: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
-    for error in session.execute(select(VAL_ERRORS).where(_in_keys(VAL_ERRORS, keys))).mappings():
+    for error in session.execute(select(VAL_ERRORS).where(of_jobs(VAL_ERRORS, keys))).mappings():
         errors[(error["workflow_id"], error["job_id"])][error["fingerprint"]] = error
     reader = Reader(session)
     for key, rows in reader.jobs(keys):
@@ -175,10 +175,6 @@ def _verify_chunk(session: Session, keys: Sequence[tuple[str, str]], report: Rep
         if walk.head is not None:
             report.heads.append((*key, *head))
         report.breaks.extend(walk.flags.breaks())
-
-
-def _in_keys(t: Table, keys: Sequence[tuple[str, str]]) -> Any:
-    return tuple_(t.c.workflow_id, t.c.job_id).in_(keys)
 
 
 # --- anchors --------------------------------------------------------------------------------------

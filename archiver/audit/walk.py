@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select, tuple_
+from sqlalchemy import Table, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from archiver.archive.chain import GENESIS, UnknownEncoding, all_covered, row_hash
-from archiver.archive.changelog import as_text, same
-from archiver.archive.payload import JOB_FIELDS, TASK_FIELDS, identify
+from archiver.archive.changelog import as_text
+from archiver.archive.payload import identify
 from archiver.audit.breaks import Break
 from archiver.errors import PayloadError
 from archiver.models import CHANGES, JOB_VERSIONS, SNAPSHOTS, TASK_VERSIONS
@@ -64,6 +64,19 @@ def _columns(name: str, t: Table) -> list[Any]:
     return [*chain, *(t.c[c] for c in covered)]
 
 
+def of_jobs(t: Table, keys: Sequence[JobKey]) -> Any:
+    """The rows of ``t`` of the jobs of ``keys``, spelled so that every database seeks its index:
+    SQLite scans the whole index for a row-value ``IN``, once per query."""
+    by_workflow: dict[str, list[str]] = {}
+    for wf, jid in keys:
+        by_workflow.setdefault(wf, []).append(jid)
+    if not by_workflow:
+        return false()
+    return or_(
+        *(and_(t.c.workflow_id == wf, t.c.job_id.in_(jids)) for wf, jids in by_workflow.items())
+    )
+
+
 def _order(item: tuple[str, Row]) -> tuple[int, int, int]:
     """Chain order; rows with no position (foreign) first, by id within a position."""
     row = item[1]
@@ -74,9 +87,9 @@ def _order(item: tuple[str, Row]) -> tuple[int, int, int]:
 class Reader:
     """Each job's history rows in chain order, never more than a bounded number held."""
 
-    def __init__(self, session: Session, budget: int = BUDGET) -> None:
+    def __init__(self, session: Session, budget: int | None = None) -> None:
         self.session = session
-        self.budget = budget
+        self.budget = BUDGET if budget is None else budget
 
     def jobs(self, keys: Sequence[JobKey]) -> Iterator[tuple[JobKey, Iterator[tuple[str, Row]]]]:
         """``(key, rows)`` for every key, in the order given; consume ``rows`` before the next."""
@@ -104,7 +117,7 @@ class Reader:
         for t in HISTORY.values():
             query = (
                 select(t.c.workflow_id, t.c.job_id, func.count(), func.count(t.c.chain_seq))
-                .where(tuple_(t.c.workflow_id, t.c.job_id).in_(keys))
+                .where(of_jobs(t, keys))
                 .group_by(t.c.workflow_id, t.c.job_id)
             )
             for wf, jid, rows, chained in self.session.execute(query):
@@ -120,9 +133,7 @@ class Reader:
         rows: dict[JobKey, list[tuple[str, Row]]] = {}
         if held:
             for name, t in HISTORY.items():
-                query = select(*_columns(name, t)).where(
-                    tuple_(t.c.workflow_id, t.c.job_id).in_(keys)
-                )
+                query = select(*_columns(name, t)).where(of_jobs(t, keys))
                 for row in self.session.execute(query).mappings():
                     rows.setdefault((row["workflow_id"], row["job_id"]), []).append(
                         (name, dict(row))
@@ -218,13 +229,14 @@ class Flags:
 
 @dataclass
 class Version:
-    """What the walk keeps of a version row: enough to check its closing and the current row."""
+    """What the walk keeps of a version row: enough to check its closing; of the last version of
+    the job and of each task, the row itself, for the current row (O(tasks), not O(history))."""
 
     id: int
     chain_seq: int
     version: int
     valid_to: datetime | None
-    differ: list[str] | None = None  # fields the current row differs in; None: no current row
+    row: Row
 
 
 @dataclass
@@ -355,17 +367,13 @@ class JobWalk:
     def _job_version(self, row: Row) -> None:
         if self.job_version is not None:
             self._closing("job_versions", self.job_version, row, None)
-        differ = None
-        if self.head is not None:
-            differ = _differ(self.head, row, JOB_FIELDS)
-        self.job_version = _version(row, differ)
+        self.job_version = _version(row)
 
     def _task_version(self, row: Row) -> None:
         trail = self.task_trails.setdefault(row["task_id"], TaskTrail())
         if trail.last is not None:
             self._closing("task_versions", trail.last, row, trail.removed_at)
-        current = self.tasks.get(row["task_id"])
-        trail.last = _version(row, None if current is None else _differ(current, row, TASK_FIELDS))
+        trail.last = _version(row)
         deps = row["depends_on"]
         trail.depends_on = frozenset(d for d in deps if isinstance(d, str)) if deps else frozenset()
 
@@ -440,17 +448,8 @@ class JobWalk:
             )
 
 
-def _version(row: Row, differ: list[str] | None) -> Version:
-    return Version(row["id"], row["chain_seq"], row["version"], row["valid_to"], differ)
-
-
-def _differ(current: Any, last: Row, fields: Sequence[str]) -> list[str]:
-    """The fields (and version number) a current row differs from a version in."""
-    # plain equality settles nearly every field; ``same`` (canonical JSON) only the rest
-    differ = [f for f in fields if current[f] != last[f] and not same(current[f], last[f])]
-    if current["version"] != last["version"]:
-        differ.append("version")
-    return differ
+def _version(row: Row) -> Version:
+    return Version(row["id"], row["chain_seq"], row["version"], row["valid_to"], row)
 
 
 def _snapshot_hash(key: JobKey, body: str) -> str | None:

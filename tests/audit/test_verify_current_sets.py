@@ -336,3 +336,95 @@ def test_a_whole_job_deleted_without_a_trace_is_caught_by_an_anchor(
         checked, breaks = check_anchor(session, digest)
     assert checked == 2
     assert [(b.job_id, b.kind) for b in breaks] == [("job-a", "deleted")]
+
+
+# --- the same breaks whether a job is read whole or by pages -------------------------------------
+
+
+def _chain_row(s: sessionmaker[Session], seq: int) -> dict[str, Any]:
+    return one(s, select(CHANGES).where(CHANGES.c.job_id == "job-a", CHANGES.c.chain_seq == seq))
+
+
+def _change_seqs(s: sessionmaker[Session]) -> list[int]:
+    with s() as session:
+        query = select(CHANGES.c.chain_seq).where(CHANGES.c.job_id == "job-a")
+        return sorted(session.scalars(query))
+
+
+def _chain_edit(s: sessionmaker[Session]) -> None:
+    row = _chain_row(s, _change_seqs(s)[2])
+    execute(s, update(CHANGES).where(CHANGES.c.id == row["id"]).values(new_value="x"))
+
+
+def _chain_delete(s: sessionmaker[Session]) -> None:
+    row = _chain_row(s, _change_seqs(s)[3])
+    execute(s, delete(CHANGES).where(CHANGES.c.id == row["id"]))
+
+
+def _chain_swap(s: sessionmaker[Session]) -> None:
+    first, second = (_chain_row(s, seq) for seq in _change_seqs(s)[4:6])
+    execute(
+        s,
+        update(CHANGES).where(CHANGES.c.id == first["id"]).values(chain_seq=-1),
+        update(CHANGES).where(CHANGES.c.id == second["id"]).values(chain_seq=first["chain_seq"]),
+        update(CHANGES).where(CHANGES.c.id == first["id"]).values(chain_seq=second["chain_seq"]),
+    )
+
+
+def _chain_forge(s: sessionmaker[Session]) -> None:
+    row = _chain_row(s, _change_seqs(s)[1])
+    unchained = _without_id(row, chain_seq=None, prev_sha256=None, row_sha256=None)
+    execute(s, insert(CHANGES).values(unchained))
+    foreign = _without_id(row, chain_seq=10_000, prev_sha256="f" * 64, row_sha256="e" * 64)
+    execute(s, insert(CHANGES).values(foreign))
+
+
+def _chain_and_current(s: sessionmaker[Session]) -> None:
+    _chain_delete(s)
+    _delete_task(s)
+    _forge_edge(s)
+    _reopen_val_error(s)
+
+
+PAGED: dict[str, Callable[[sessionmaker[Session]], None]] = {
+    "edit a change": _chain_edit,
+    "delete a change": _chain_delete,
+    "swap two changes": _chain_swap,
+    "forge changes": _chain_forge,
+    "chain and current rows": _chain_and_current,
+}
+
+
+@pytest.mark.parametrize("tamper", PAGED, ids=list(PAGED))
+def test_reading_by_pages_names_the_same_breaks(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, tamper: str
+) -> None:
+    """A job longer than the budget is read by pages and merged: with a budget of 2 rows every
+    job is, and every break must come out as when the jobs are read whole."""
+    from archiver.audit import walk
+
+    build(sessions)
+    PAGED[tamper](sessions)
+    whole = run_verify(sessions)
+    assert not whole.ok
+    monkeypatch.setattr(walk, "BUDGET", 2)
+    paged = run_verify(sessions)
+    assert sorted(paged.breaks, key=repr) == sorted(whole.breaks, key=repr)
+    assert (paged.rows, paged.snapshots, paged.heads) == (whole.rows, whole.snapshots, whole.heads)
+
+
+def test_past_the_lookup_cap_a_link_break_is_still_named(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Link breaks are classified by a query only so many times per job: past it, still named."""
+    from archiver.audit import walk
+
+    build(sessions)
+    _chain_swap(sessions)
+    _chain_delete(sessions)
+    found = run_verify(sessions).breaks
+    monkeypatch.setattr(walk, "LOOKUPS", 0)
+    monkeypatch.setattr(walk, "RECENT", 1)
+    capped = run_verify(sessions).breaks
+    assert [(b.table, b.row_id) for b in capped] == [(b.table, b.row_id) for b in found]
+    assert any("not looked up" in b.detail for b in capped), [b.line() for b in capped]
