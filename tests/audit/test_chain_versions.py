@@ -26,7 +26,7 @@ from archiver import db
 from archiver import fields as declared
 from archiver.archive import chain, load, payload, plan
 from archiver.archive.batches import archive_one
-from archiver.audit import verify as verifymod
+from archiver.audit import current
 from archiver.audit.verify import verify
 from archiver.fields import Field, Kind
 from archiver.models import CHANGES, JOB_VERSIONS, JOBS, SNAPSHOTS, TASK_VERSIONS
@@ -116,7 +116,7 @@ def field_added(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(chain, "ENCODINGS", chain.encodings(job, declared.TASK))
     monkeypatch.setattr(chain, "CURRENT", 2)
     # the names derived from the declaration when these modules were imported
-    for module in (payload, plan, verifymod):
+    for module in (payload, plan, current):
         monkeypatch.setattr(module, "JOB_FIELDS", declared.names(job))
     columns = [(t, Column(NEW, BigInteger())) for t in (JOBS, JOB_VERSIONS)]  # the model columns
     for table, column in columns:
