@@ -223,7 +223,8 @@ def _plan_changed(
         _plan_val_errors(job, parsed, details.val_errors)
     for change in job.changes:
         writes.add("change", chain.link("job_changes", change))
-    for p in _problems(parsed, fetched_at):
+    problems = _problems(parsed, fetched_at)
+    for p in problems:
         writes.add(
             "problem",
             {
@@ -260,7 +261,7 @@ def _plan_changed(
         job_id,
         outcome,
         changes=len(job.changes),
-        problems=len(parsed.problems),
+        problems=len(problems),
         version=version,
         status=parsed.job["status"],
         is_terminal=parsed.job["is_terminal"],

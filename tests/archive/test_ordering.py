@@ -65,7 +65,7 @@ def assert_sound(sessions: sessionmaker[Session]) -> None:
 def test_a_far_future_updated_at_does_not_freeze_the_job(sessions: sessionmaker[Session]) -> None:
     archive_one(sessions, body("j", stamp(T0), status="running", cost=10), T0)
     frozen = archive_one(sessions, body("j", FAR_FUTURE, status="running", cost=20), T0 + MINUTE)
-    assert frozen.outcome == "changed"
+    assert (frozen.outcome, frozen.problems) == ("changed", 1)  # counted like any problem
     # the typed column keeps the provider's value: it is data, only not a clock
     assert job_row(sessions, "j").updated_at == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
     [problem] = future_problems(sessions, "j")
@@ -132,6 +132,7 @@ def test_ingest_of_a_captured_sequence_reaches_the_terminal_state(
     data = ("\n".join(lines) + "\n").encode()
     summary = ingest(sessions, read_items("capture.jsonl", data, None), now=lambda: T0)
     assert (summary.new, summary.changed, summary.stale, summary.failed) == (1, 2, 0, 0)
+    assert summary.problems == 1
     job = job_row(sessions, "j")
     assert (job.status, job.cost, job.is_terminal) == ("completed", 5000, True)
     assert len(future_problems(sessions, "j")) == 1
