@@ -34,7 +34,7 @@ from archiver.archive.batches import archive_one
 from archiver.models import IngestProblem, Job, JobSnapshot, SyncError, Task, ValError
 
 T0 = datetime(2026, 10, 1, 10, 6, tzinfo=UTC)  # when the clean victim was archived
-T1 = T0 + timedelta(minutes=5)  # when the hostile payload arrived
+T1 = T0 + timedelta(minutes=30)  # when the hostile payload arrived (after its updated_at)
 STORED, PROBLEM, REJECTED = "stored", "problem", "rejected"
 MB = 1_000_000
 SENTINEL_VALUES = ("unexpected", "database refused")  # signs of an unforeseen failure

@@ -16,7 +16,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, text
@@ -31,19 +31,38 @@ from archiver.archive.payload import (
     VAL_ERROR_FIELDS,
     Identified,
     ParsedPayload,
+    Problem,
 )
 from archiver.archive.results import ArchiveResult, Outcome, archived_result, body_digest
 from archiver.archive.statements import Writes, bound_key
 from archiver.errors import ArchiverError, PayloadError
 from archiver.models import SNAPSHOTS
 
+# How far a provider's ``updated_at`` may run ahead of the fetch that brought it and still order
+# payloads: the API's clock and ours disagree by seconds, not minutes. Beyond it (year 9999, say)
+# the value is kept in its column but recorded as a problem and orders nothing, so one wrong
+# clock cannot freeze a job (issue 14). A module constant for now; a setting would be its home.
+CLOCK_SKEW = timedelta(minutes=5)
+FUTURE_UPDATED_AT = (
+    "later than the fetch time by more than the clock-skew allowance "
+    f"({int(CLOCK_SKEW.total_seconds())} s); kept, but not used to order payloads"
+)
+
 
 def archive(
-    session: Session, payload: Identified | ParsedPayload, fetched_at: datetime
+    session: Session,
+    payload: Identified | ParsedPayload,
+    fetched_at: datetime,
+    *,
+    applied: bool | None = None,
 ) -> ArchiveResult:
-    """Archive one payload fetched at ``fetched_at`` (aware). Does not commit."""
+    """Archive one payload fetched at ``fetched_at`` (aware). Does not commit.
+
+    ``applied`` replays a recorded decision (see ``plan``); None decides.
+    """
     writes = Writes()
-    result = plan(session, [(payload, fetched_at)], writes)[0]
+    decided = None if applied is None else [applied]
+    result = plan(session, [(payload, fetched_at)], writes, applied=decided)[0]
     if isinstance(result, Exception):
         raise result
     writes.execute(session)
@@ -54,11 +73,16 @@ def plan(
     session: Session,
     payloads: Sequence[tuple[Identified | ParsedPayload, datetime]],
     writes: Writes,
+    *,
+    applied: Sequence[bool] | None = None,
 ) -> list[ArchiveResult | ArchiverError]:
     """Work out what each payload (of distinct jobs) writes, into ``writes``; reads only.
 
     A payload refused while being read is returned as its error, and adds nothing to ``writes``.
     The payloads' fields are only read when their hash differs from the archived one.
+    ``applied``, when given, is each payload's recorded decision (its snapshot's ``applied``):
+    a rebuild replays it rather than deciding staleness again, because ingest decided with
+    sightings that wrote no snapshot (see ``_is_stale``).
     """
     keys = [(p.workflow_id, p.job_id) for p, _ in payloads]
     if len(set(keys)) != len(keys):
@@ -81,7 +105,9 @@ def plan(
             if row["body_sha256"] != digest:  # the same data spelled differently: remember it
                 writes.add("job_body", {"b_wf": key[0], "b_job": key[1], "b_digest": digest})
             out[i] = archived_result(key, "unchanged", row)
-        elif row is not None and _is_stale(row, payload.updated_at, fetched_at):
+        elif row is not None and (
+            not applied[i] if applied is not None else _is_stale(row, payload, fetched_at)
+        ):
             chain = Chain(row["chain_seq"], row["chain_sha256"])
             if _keep_stale_snapshot(session, payload, fetched_at, chain, writes):
                 head = {"b_wf": key[0], "b_job": key[1], "b_seq": chain.seq, "b_head": chain.head}
@@ -105,12 +131,27 @@ def plan(
     return out  # type: ignore[return-value]
 
 
-def _is_stale(current: Any, updated_at: datetime | None, fetched_at: datetime) -> bool:
-    """Older than the archived state by the API's ``updated_at``, else by fetch time."""
-    archived_updated = current["updated_at"]
-    if updated_at is not None and archived_updated is not None and updated_at != archived_updated:
-        return updated_at < archived_updated
+def _is_stale(current: Any, payload: Identified | ParsedPayload, fetched_at: datetime) -> bool:
+    """Older than the archived state by the API's ``updated_at``, else by fetch time.
+
+    Only an ``updated_at`` the clock allows orders (``_usable``): the payload's own is judged by
+    its fetch time; the archived one by ``last_changed_at``, when the archived state began to be
+    observed, which a rebuild reproduces and which is never before the fetch that brought it.
+    By fetch time the payload is compared with ``last_seen_at``, the last sighting of the
+    archived state: a payload fetched before the state was last confirmed is older than it.
+    """
+    incoming = _usable(payload.updated_at, fetched_at)
+    archived = _usable(current["updated_at"], current["last_changed_at"])
+    if incoming is not None and archived is not None and incoming != archived:
+        return incoming < archived
     return fetched_at < current["last_seen_at"]
+
+
+def _usable(updated_at: datetime | None, observed_at: datetime) -> datetime | None:
+    """``updated_at`` if it may order payloads: not past ``observed_at`` by more than the skew."""
+    if updated_at is None or updated_at > observed_at + CLOCK_SKEW:
+        return None
+    return updated_at
 
 
 @dataclass
@@ -169,8 +210,10 @@ def _plan_changed(
     details = details or Details()
     chain = Chain() if current is None else Chain(current["chain_seq"], current["chain_sha256"])
     # Fetch order and updated_at order can disagree (files ingested without fetch times); the
-    # history must still read forwards, so a newer state is never dated before the last one.
-    observed = fetched_at if current is None else max(fetched_at, current["last_seen_at"])
+    # history must still read forwards, so a newer state is never dated before the one it
+    # follows. That one began at last_changed_at; last_seen_at is no base, because sightings of
+    # an unchanged payload move it without a snapshot, and a rebuild could not date alike.
+    observed = fetched_at if current is None else max(fetched_at, current["last_changed_at"])
     job = _JobWrite(writes, wf, job_id, observed, chain)
     writes.add("snapshot", chain.link("job_snapshots", _snapshot_row(parsed, fetched_at, True)))
     version = _plan_job_version(job, current, parsed)
@@ -180,7 +223,8 @@ def _plan_changed(
         _plan_val_errors(job, parsed, details.val_errors)
     for change in job.changes:
         writes.add("change", chain.link("job_changes", change))
-    for p in parsed.problems:
+    problems = _problems(parsed, fetched_at)
+    for p in problems:
         writes.add(
             "problem",
             {
@@ -217,11 +261,19 @@ def _plan_changed(
         job_id,
         outcome,
         changes=len(job.changes),
-        problems=len(parsed.problems),
+        problems=len(problems),
         version=version,
         status=parsed.job["status"],
         is_terminal=parsed.job["is_terminal"],
     )
+
+
+def _problems(parsed: ParsedPayload, fetched_at: datetime) -> list[Problem]:
+    """The payload's problems, and its ``updated_at`` if too far ahead of the fetch to order."""
+    updated_at = parsed.updated_at
+    if updated_at is None or _usable(updated_at, fetched_at) is not None:
+        return parsed.problems
+    return [*parsed.problems, Problem("updated_at", as_text(updated_at), FUTURE_UPDATED_AT)]
 
 
 _PACKET_LIMITS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()

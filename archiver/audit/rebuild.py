@@ -7,6 +7,13 @@ change log and even the hash chains. That makes a rebuild two things: a proof th
 tables are what the evidence says (``compare`` shows any difference), and the upgrade path after
 a parser fix (rebuild into a new database, compare with ``--dry-run``, then switch the URL).
 
+Each snapshot's recorded ``applied`` is replayed, not decided again: ingest judged staleness by
+fetch time against the last sighting of the archived state, and sightings of an unchanged payload
+write no snapshot, so a replay would see fewer of them and apply what ingest kept aside. It never
+sees more, so the recorded decision is one the replay could only have made less strictly.
+Everything else a change depends on, the replay sees too: a change is dated by its fetch time
+or, if later, by when the state it follows began (``plan._plan_changed``).
+
 Not reproducible from snapshots, and left out of the comparison: ``last_seen_at`` of jobs, tasks
 and validation errors, which re-polls of an unchanged payload move without writing a snapshot.
 Copied as they are, because they are not derived from payloads: tracked jobs, sync runs and
@@ -172,7 +179,7 @@ def _replay(
                     snapshot["body"], workflow_id=wf, job_id=jid, classifier=classifier
                 )
                 with session.begin_nested():
-                    archive(session, payload, snapshot["fetched_at"])
+                    archive(session, payload, snapshot["fetched_at"], applied=snapshot["applied"])
             except ArchiverError as exc:
                 report.rejected.append(f"snapshot {snapshot['id']} of {wf}/{jid}: {exc}")
             report.snapshots += 1

@@ -24,8 +24,8 @@ from figures import record_figures
 from archiver.archive.ingest import Summary, ingest, read_items
 from archiver.audit.verify import verify
 
-T0 = datetime(2026, 10, 1, 10, 0, tzinfo=UTC)
-INGESTED_AT = datetime(2026, 10, 2, 8, 0, tzinfo=UTC)  # the clock of the ingest runs themselves
+T0 = datetime(2026, 10, 2, 13, 0, tzinfo=UTC)  # fetches follow every updated_at
+INGESTED_AT = datetime(2026, 10, 3, 8, 0, tzinfo=UTC)  # the clock of the ingest runs themselves
 
 Step = tuple[str, bytes, datetime]
 

@@ -39,7 +39,7 @@ from archiver.sim.payloads import job_payload
 BIG = 2**63 - 1  # the top of a BIGINT column
 # aware, not UTC, with microseconds: what the time processor must turn into the stored UTC instant
 KOLKATA = timezone(timedelta(hours=5, minutes=30))
-T0 = datetime(2026, 10, 1, 15, 36, 7, 123456, tzinfo=KOLKATA)
+T0 = datetime(2026, 10, 2, 15, 36, 7, 123456, tzinfo=KOLKATA)
 MINUTE = timedelta(minutes=1, microseconds=1)
 
 

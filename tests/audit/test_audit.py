@@ -48,16 +48,16 @@ def build_small(sessions: sessionmaker[Session]) -> None:
     a = factories.job("job-a", tasks=3, val_errors=1, cost=100)
     steps = [
         a,
-        factories.evolve(a, cost=150, status="running", updated_at="2026-10-05T09:00:00Z"),
+        factories.evolve(a, cost=150, status="running", updated_at="2026-10-05T08:05:00Z"),
         factories.evolve(
             a,
             cost=180,
             status="completed",
             val_errors=[],
             tasks=a["tasks"][:2],
-            updated_at="2026-10-05T10:00:00Z",
+            updated_at="2026-10-05T08:15:00Z",
         ),
-        factories.evolve(a, cost=90, updated_at="2026-10-05T08:30:00Z"),  # stale
+        factories.evolve(a, cost=90, updated_at="2026-10-05T08:10:00Z"),  # stale
         factories.job("job-b", tasks=2, val_errors=0, cost=40),
         factories.evolve(
             factories.job("job-b", tasks=2, val_errors=0),

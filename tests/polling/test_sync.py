@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.api.client import ApiClient
 from archiver.config import Settings
-from archiver.models import Job, JobChange, SyncError, SyncRun, Task, TrackedJob
+from archiver.models import (
+    IngestProblem,
+    Job,
+    JobChange,
+    SyncError,
+    SyncRun,
+    Task,
+    TrackedJob,
+)
 from archiver.polling import tracking
 from archiver.polling.sync import SyncPass
 from archiver.sim.simulator import Faults, Simulator
@@ -317,3 +325,46 @@ def test_sync_survives_an_absurd_retry_after(sessions: sessionmaker[Session]) ->
     assert (summary.failed, summary.counts["new"]) == (1, 1)
     with sessions() as session:
         assert tracking.load(session, "w", "a")["next_poll_at"] == T0 + timedelta(hours=6)
+
+
+def test_a_far_future_updated_at_does_not_keep_a_job_polled_for_ever(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Issue 14, item 2, through sync: after a payload dated year 9999, the real later payload
+    (completed, cost 5000) still archives, and the job settles instead of being polled for ever."""
+    real_now = datetime.now(UTC)  # the client stamps fetches with the wall clock
+
+    def payload(updated_at: str, **fields: object) -> Reply:
+        return Reply(200, {"id": "j", "workflow_id": "w", "updated_at": updated_at, **fields})
+
+    def iso(at: datetime) -> str:
+        return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    with ScriptedServer() as server:
+        server.script(
+            payload(iso(real_now - timedelta(minutes=10)), status="running", cost=10),
+            payload("9999-12-31T23:59:59Z", status="running", cost=20),
+            payload(iso(real_now), status="completed", cost=5000),
+        )
+        server.always(payload(iso(real_now), status="completed", cost=5000))
+        settings = settings_for(server.url, settle_window=3600.0, settle_interval=600.0)
+        with sessions.begin() as session:
+            tracking.track(session, [("w", "j")], T0)
+        outcomes = []
+        for minutes in (0, 1, 2):
+            summary = make_pass(sessions, settings, T0 + timedelta(minutes=minutes)).run(
+                everything=True
+            )
+            outcomes.append({k: v for k, v in summary.counts.items() if v})
+        assert outcomes == [{"new": 1}, {"changed": 1}, {"changed": 1}]
+        with sessions() as session:
+            job = session.scalars(select(Job)).one()
+            assert (job.status, job.cost, job.is_terminal) == ("completed", 5000, True)
+            assert tracking.load(session, "w", "j")["state"] == "settling"
+        assert count(sessions, IngestProblem, IngestProblem.field == "updated_at") == 1
+        end = T0 + timedelta(minutes=2, seconds=3601)
+        assert make_pass(sessions, settings, end).run().due == 1
+        with sessions() as session:
+            assert tracking.load(session, "w", "j")["state"] == "settled"
+        assert make_pass(sessions, settings, end + timedelta(days=1)).run().due == 0
+        assert len(server.requests) == 4
