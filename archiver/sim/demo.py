@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -42,9 +42,15 @@ def _simulator(jobs: int, seconds: float) -> Simulator:
     """A fresh population whose lifecycles (re-pricing included) fit in about 3/4 of the run."""
     seed = secrets.randbelow(1_000_000)
     key = secrets.token_urlsafe(18)
-    start = datetime.now(UTC)
-    probe = Simulator(seed=seed, jobs=jobs, api_key=key, time_scale=1.0, tasks=(4, 12), start=start)
-    scale = max(1.0, probe.settle_time() / (0.75 * seconds))
+    now = datetime.now(UTC)
+    probe = Simulator(seed=seed, jobs=jobs, api_key=key, time_scale=1.0, tasks=(4, 12), start=now)
+    span = probe.settle_time()  # simulated seconds until the last job settles
+    scale = max(1.0, span / (0.75 * seconds))
+    # Simulated time runs `scale` times faster than the wall clock, so a timeline starting now
+    # would date payloads in the future (and the archiver rightly records such an updated_at as a
+    # problem). Starting it in the past, it meets the present just as the last job settles: no
+    # payload is ever dated after the moment it is served.
+    start = now - timedelta(seconds=span * (scale - 1) / scale)
     return Simulator(
         seed=seed, jobs=jobs, api_key=key, time_scale=scale, tasks=(4, 12), start=start
     )
