@@ -10,16 +10,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Dialect, Integer, Text
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.types import TypeDecorator
+
+# ISO-8601 UTC, always six fraction digits and ``Z``: fixed width, so text order is time order.
+SQLITE_FORMAT = (
+    "%(year)04d-%(month)02d-%(day)02dT%(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06dZ"
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in, timezone-aware UTC out, microsecond precision everywhere.
 
     PostgreSQL stores ``timestamptz``; SQLite and MySQL have no zone, so the value is stored as
-    naive UTC and the zone is re-attached on the way out. Naive input is refused: it would be
+    UTC and the zone is re-attached on the way out. Naive input is refused: it would be
     ambiguous by the time it reaches an auditor.
+
+    SQLite stores text in the form the tool prints (``SQLITE_FORMAT``), so a time copied from
+    the tool's output compares as text with the stored values exactly; reading accepts that
+    form and the older ``YYYY-MM-DD HH:MM:SS.ffffff`` (an archive before migration 0007).
     """
 
     impl = DateTime(timezone=True)
@@ -28,6 +37,9 @@ class UTCDateTime(TypeDecorator[datetime]):
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         if dialect.name in ("mysql", "mariadb"):
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        if dialect.name == "sqlite":
+            # Read back with fromisoformat, which takes both the new and the old form.
+            return dialect.type_descriptor(sqlite.DATETIME(storage_format=SQLITE_FORMAT))
         return dialect.type_descriptor(DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
