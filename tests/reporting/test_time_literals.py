@@ -47,9 +47,7 @@ def cli_run(*args: str) -> str:
 @pytest.fixture
 def archive(db_url: str, tmp_path: Path) -> str:
     first = factories.job(JOB, WF, tasks=1, val_errors=0, status="running", cost=392)
-    later = factories.evolve(
-        first, status="completed", cost=524, updated_at="2026-10-01T11:00:00Z"
-    )
+    later = factories.evolve(first, status="completed", cost=524, updated_at="2026-10-01T11:00:00Z")
     capture = tmp_path / "capture.jsonl"
     capture.write_text(
         json.dumps({"fetched_at": "2026-10-01T10:00:00Z", "payload": first})
