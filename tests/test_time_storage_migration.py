@@ -20,8 +20,8 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from archiver import db
-from archiver.audit import periods
 from archiver.archive.batches import archive_one
+from archiver.audit import periods
 from archiver.audit.verify import check_anchor, take_anchor, verify
 from archiver.models import ANCHORS, Base
 from archiver.polling import tracking
@@ -86,7 +86,7 @@ def raw(engine: Engine) -> Stored:
         for name, columns in TIME_COLUMNS.items():
             order = ", ".join(c.name for c in Base.metadata.tables[name].primary_key.columns)
             for column in columns:
-                query = f"SELECT {column} FROM {name} ORDER BY {order}"  # noqa: S608
+                query = f"SELECT {column} FROM {name} ORDER BY {order}"
                 out[name, column] = [row[0] for row in conn.exec_driver_sql(query)]
     return out
 
@@ -105,7 +105,7 @@ def to_old_form_at_0006(engine: Engine) -> None:
             for column in columns:
                 conn.execute(
                     text(
-                        f"UPDATE {name} SET {column} = "  # noqa: S608
+                        f"UPDATE {name} SET {column} = "
                         f"replace(replace({column}, 'T', ' '), 'Z', '')"
                         f" WHERE {column} IS NOT NULL"
                     )

@@ -121,7 +121,7 @@ def _rewrite(spell: dict[str, str], pattern: str) -> None:
     for table, columns in TIME_COLUMNS.items():
         sets = ", ".join(f"{c} = {spell[c]}" for c in columns)
         where = " OR ".join(f"{c} LIKE {p}" for c in columns for p in pattern.split("|"))
-        op.execute(f"UPDATE {table} SET {sets} WHERE {where}")  # noqa: S608 (names frozen above)
+        op.execute(f"UPDATE {table} SET {sets} WHERE {where}")
 
 
 def upgrade() -> None:
