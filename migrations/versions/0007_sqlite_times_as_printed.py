@@ -114,21 +114,21 @@ def _to_old(c: str) -> str:
     )
 
 
-def _rewrite(spell: dict[str, str], pattern: str) -> None:
+def _rewrite(spell: dict[str, str], patterns: tuple[str, ...]) -> None:
     """One UPDATE per table touching only the rows that hold a time in the other form."""
     if op.get_bind().dialect.name != "sqlite":
         return
     for table, columns in TIME_COLUMNS.items():
         sets = ", ".join(f"{c} = {spell[c]}" for c in columns)
-        where = " OR ".join(f"{c} LIKE {p}" for c in columns for p in pattern.split("|"))
+        where = " OR ".join(f"{c} LIKE {p}" for c in columns for p in patterns)
         op.execute(f"UPDATE {table} SET {sets} WHERE {where}")
 
 
 def upgrade() -> None:
     columns = {c for cs in TIME_COLUMNS.values() for c in cs}
-    _rewrite({c: _to_new(c) for c in columns}, f"{OLD}|{OLD_WHOLE_SECONDS}")
+    _rewrite({c: _to_new(c) for c in columns}, (OLD, OLD_WHOLE_SECONDS))
 
 
 def downgrade() -> None:
     columns = {c for cs in TIME_COLUMNS.values() for c in cs}
-    _rewrite({c: _to_old(c) for c in columns}, NEW)
+    _rewrite({c: _to_old(c) for c in columns}, (NEW,))
