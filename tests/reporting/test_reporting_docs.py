@@ -79,7 +79,7 @@ def test_portable_block_answers(archive: Engine, index: int) -> None:
 
 
 def test_point_in_time_and_health_queries_give_the_expected_answers(archive: Engine) -> None:
-    (as_of,) = [sql for sql in blocks("portable") if "from job_versions" in sql]
+    (as_of,) = [sql for sql in blocks("portable") if "from job_versions" in sql and ":t" in sql]
     (health,) = [sql for sql in blocks("portable") if "as passes" in sql]
     with archive.connect() as conn:
         states = run(conn, statements(as_of)[0])
@@ -102,20 +102,47 @@ def test_database_specific_blocks(archive: Engine) -> None:
         check_mariadb_reader(archive)
 
 
+AT_10_30 = [("wf-a", "job-1", "completed", 300), ("wf-a", "job-2", "running", 200)]
+# the session time zones the literals must not depend on
+SESSION_ZONE = {"postgresql": "SET TIME ZONE 'Asia/Kolkata'", "mariadb": "SET time_zone = '+05:00'"}
+
+
+def literal_blocks(flavor: str) -> list[str]:
+    """The as-of blocks of *Time literals* and question 4: a time written in the SQL."""
+    return [sql for sql in blocks(flavor) if "from job_versions" in sql and ":t" not in sql]
+
+
+@pytest.mark.parametrize("flavor", ["portable", "own"])
+def test_time_literals_give_the_state_at_that_time(archive: Engine, flavor: str) -> None:
+    """The documented literals answer like the bound ``:t`` = 10:30, in any session time zone."""
+    backend = "mariadb" if archive.dialect.name == "mysql" else archive.dialect.name
+    (sql,) = literal_blocks("portable" if flavor == "portable" else backend)
+    with archive.connect() as conn:
+        try:
+            if backend in SESSION_ZONE:
+                conn.exec_driver_sql(SESSION_ZONE[backend])
+            for statement in statements(sql):
+                assert sorted(run(conn, statement)) == AT_10_30, statement
+        finally:
+            conn.invalidate()  # the session's time zone goes with it, not back to the pool
+
+
 def check_sqlite_literals(engine: Engine) -> None:
-    (sql,) = blocks("sqlite")
+    """What the docs say of other spellings on SQLite, on job-3's version at 00:15:00.25."""
+    (sql,) = literal_blocks("sqlite")
+    full = statements(sql)[0].replace("2026-10-01T10:30", "2026-10-03T00:15")
+    short = full.replace("00:15:00.000000Z", "00:15:00Z")
+    spaced = statements(sql)[0].replace("2026-10-01T10:30:00.000000Z", "2026-10-01 10:30:00")
     with engine.connect() as conn:
-        assert sorted(run(conn, sql)) == [
-            ("wf-a", "job-1", "completed", 300),
-            ("wf-a", "job-2", "running", 200),
-        ]
-        # what the docs warn about: without the fraction digits, 10:30 sorts before itself
-        short = sql.replace("10:30:00.000000", "10:30:00")
-        assert ("wf-a", "job-1", "running", 100) in run(conn, short)
+        assert ("wf-b", "job-3", "running", 40) in run(conn, full)
+        # the short form means the end of its second: 00:15:00.25 counts as before it
+        assert ("wf-b", "job-3", "running", 90) in run(conn, short)
+        # a space sorts before every time of that day: jobs first seen at 10:00 are absent
+        assert run(conn, spaced) == []
 
 
 def check_postgres_reader(engine: Engine) -> None:
-    (sql,) = blocks("postgresql")
+    (sql,) = [sql for sql in blocks("postgresql") if "GRANT" in sql]
     for grant in grants.postgres_reader_grants("public", "bi_reader", lambda name: name):
         assert grant in sql  # the docs show what `archiver db grant-reader` runs
     role = f"bi_{uuid.uuid4().hex[:10]}"
@@ -137,7 +164,7 @@ def check_postgres_reader(engine: Engine) -> None:
 
 
 def check_mariadb_reader(engine: Engine) -> None:
-    (sql,) = blocks("mariadb")
+    (sql,) = [sql for sql in blocks("mariadb") if "GRANT" in sql]
     database = engine.url.database
     assert grants.mariadb_reader_grant("archive", "bi_reader@%") in sql
     user = f"bi_{uuid.uuid4().hex[:10]}"

@@ -33,7 +33,7 @@ def as_of_sql() -> str:
     (sql,) = [
         body
         for info, body in re.findall(r"^```sql([^\n]*)\n(.*?)^```", DOC, re.M | re.S)
-        if not info.strip() and "from job_versions" in body
+        if not info.strip() and "from job_versions" in body and ":t" in body
     ]
     return sql.strip().rstrip(";")
 
