@@ -50,7 +50,7 @@ VIEWS = {
     "v_job_poll_daily",
     "v_cost_ledger",
 }
-_SQLITE_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$")
+_SQLITE_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")  # as SQLite stores it
 D = Decimal
 
 
