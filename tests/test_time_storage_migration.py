@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import factories
@@ -151,3 +152,22 @@ def test_migration_0007_keeps_every_instant_and_the_chain(engine: Engine, db_url
     assert raw(engine) == old
     db.upgrade(db_url)
     assert raw(engine) == raw_head
+
+
+def test_a_time_without_fraction_digits_gets_six(tmp_path: Path) -> None:
+    """Never written by the archiver, but a hand-made row may hold ``YYYY-MM-DD HH:MM:SS``
+    (SQLite only: the other databases store timestamp types)."""
+    url = f"sqlite:///{tmp_path / 'archive.db'}"
+    db.upgrade(url)
+    report_archive.build(url)
+    engine = db.make_engine(url)
+    try:
+        to_old_form_at_0006(engine)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE sync_runs SET finished_at = '2026-10-01 10:00:05'"))
+        db.upgrade(url)
+        with engine.connect() as conn:
+            values = conn.exec_driver_sql("SELECT DISTINCT finished_at FROM sync_runs").all()
+        assert values == [("2026-10-01T10:00:05.000000Z",)]
+    finally:
+        engine.dispose()
