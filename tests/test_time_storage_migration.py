@@ -28,6 +28,8 @@ from archiver.models import ANCHORS, Base
 from archiver.polling import tracking
 from archiver.sqltypes import UTCDateTime
 
+pytestmark = pytest.mark.integration  # every test here opens a database
+
 TIME_COLUMNS = {
     table.name: [c.name for c in table.columns if isinstance(c.type, UTCDateTime)]
     for table in Base.metadata.sorted_tables
