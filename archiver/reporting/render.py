@@ -109,9 +109,10 @@ def _terminal(value: Any) -> str:
 
 
 def time_text(value: datetime) -> str:
-    """A time as the tool prints it: ISO-8601 UTC with ``Z``, microseconds only when there are."""
-    spec = "microseconds" if value.microsecond else "seconds"
-    return value.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
+    """A time as the tool prints it everywhere (JSON, CSV, the change log): ISO-8601 UTC with six
+    fraction digits and ``Z``, the form SQLite stores, so a time copied into SQL compares exactly
+    (docs/reporting.md, "Time literals")."""
+    return as_text(value) or ""
 
 
 def _escape(text: str) -> str:

@@ -68,7 +68,7 @@ def test_history_piped_is_one_change_a_line_with_values_whole(archive: str) -> N
     assert not any(line.startswith("new wf-forged") for line in lines)
     assert any("first line\\nnew wf-forged/job-forged v1 completed" in line for line in lines)
     status = [line for line in lines if " status " in f" {line} " and "completed" in line]
-    assert status and status[0].startswith("2026-10-01T11:00:00Z")  # the form the tool prints
+    assert status and status[0].startswith("2026-10-01T11:00:00.000000Z")  # as JSON prints it
 
 
 def test_tracked_and_reports_piped_keep_ids_whole(archive: str) -> None:
