@@ -157,9 +157,16 @@ def upsert_statement(dialect: str, table: Table, key: tuple[str, ...], update: t
 
 
 def migrations_path() -> Path:
-    """The top-level ``migrations/`` of a checkout, installed as the ``archiver.migrations``
-    package (see pyproject.toml), so it is found from an editable or a plain install alike."""
-    return Path(str(resources.files("archiver.migrations")))
+    """Where the Alembic scripts are.
+
+    An installed package carries them as ``archiver/migrations`` (mapped from the checkout's
+    top-level ``migrations/`` by pyproject.toml). Running from a checkout's source tree (an
+    editable install, or ``python -m pytest``, which puts the checkout before site-packages) there
+    is no such folder inside the package: the top-level one beside it is the same set of scripts.
+    """
+    package = Path(str(resources.files("archiver")))
+    installed = package / "migrations"
+    return installed if installed.is_dir() else package.parent / "migrations"
 
 
 def alembic_config(url: str | URL) -> Config:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import importlib.util
 import sqlite3
 from contextlib import closing
-from pathlib import Path
 from types import ModuleType
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import archiver.migrations
+from archiver import db
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 EDGES = st.sampled_from([2**63 - 1, -(2**63), 0, 1, -1, 10**9, -(10**9), 10**9 - 1, 1 - 10**9])
@@ -19,7 +18,7 @@ COST = INT64 | EDGES
 
 
 def _revision() -> ModuleType:
-    path = Path(archiver.migrations.__file__).parent / "versions/0003_cost_sums_without_overflow.py"
+    path = db.migrations_path() / "versions" / "0003_cost_sums_without_overflow.py"
     spec = importlib.util.spec_from_file_location("revision_0003", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
