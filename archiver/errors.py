@@ -61,10 +61,27 @@ class ApiError(ArchiverError):
 
 
 class TransportError(ApiError):
-    """Connection refused or reset, timeout, deadline exceeded: the request may succeed later."""
+    """Connection refused or reset, timeout, deadline exceeded: the request may succeed later.
+
+    ``cause`` says which in a few words (``connection refused``, ``DNS lookup failed``, ``read
+    timed out``); ``connected`` is False when no connection was made at all, which no job can
+    cause: a pass whose first requests all fail that way stops (``archiver.polling.failures``).
+    """
 
     transient = True
     reason = "transport"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        cause: str = "connection failed",
+        connected: bool = True,
+    ) -> None:
+        super().__init__(message, status=status)
+        self.cause = cause
+        self.connected = connected
 
 
 class AuthenticationError(ApiError):

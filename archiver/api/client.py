@@ -393,19 +393,25 @@ class ApiClient:
             | requests.exceptions.InvalidHeader,
         ):
             return ConfigError(self._redact(f"cannot send the request: {_reason(exc)}"))
+        connected = True
         if isinstance(exc, requests.exceptions.ConnectTimeout):
-            reason = f"connect timed out after {self._settings.connect_timeout}s"
+            cause, connected = "connect timed out", False
+            reason = f"{cause} after {self._settings.connect_timeout}s"
         elif isinstance(exc, requests.exceptions.ReadTimeout) or _read_timed_out(exc):
-            reason = f"read timed out after {self._settings.read_timeout}s"
+            cause = "read timed out"
+            reason = f"{cause} after {self._settings.read_timeout}s"
         elif isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            cause = "connection dropped"
             reason = "connection dropped before the body was complete"
         else:
+            cause, connected = _connect_failure(exc)
             reason = f"connection failed: {_reason(exc)}"
-        return TransportError(self._redact(f"{reason} {where}"), status=status)
+        text = self._redact(f"{reason} {where}")
+        return TransportError(text, status=status, cause=cause, connected=connected)
 
     def _deadline_error(self, deadline: Deadline, status: int | None, where: str) -> TransportError:
         text = f"request exceeded its {deadline.seconds}s deadline {where}"
-        return TransportError(self._redact(text), status=status)
+        return TransportError(self._redact(text), status=status, cause="deadline exceeded")
 
     def _too_big(self, status: int, limit: int, where: str) -> InvalidResponseError:
         text = f"{_status_line(status)} — invalid response: body exceeds the {limit}-byte limit"
@@ -523,6 +529,21 @@ def _read_timed_out(exc: requests.RequestException) -> bool:
     a ConnectionError around urllib3's ReadTimeoutError (not as its own ReadTimeout)."""
     inner = exc.args[0] if exc.args else None
     return isinstance(inner, urllib3.exceptions.ReadTimeoutError)
+
+
+def _connect_failure(exc: BaseException) -> tuple[str, bool]:
+    """The cause of a connection error in a few words, and whether a connection was made:
+    urllib3 raises ``NewConnectionError`` (``NameResolutionError`` for DNS) before one is."""
+    inner: BaseException = exc
+    while inner.args and isinstance(inner.args[0], BaseException):
+        inner = inner.args[0]
+    found = getattr(inner, "reason", None)
+    if isinstance(found, urllib3.exceptions.NameResolutionError):
+        return "DNS lookup failed", False
+    if isinstance(found, urllib3.exceptions.NewConnectionError):
+        refused = "refused" in str(found).lower()
+        return ("connection refused" if refused else "no connection"), False
+    return "connection failed", True
 
 
 def _reason(exc: BaseException) -> str:

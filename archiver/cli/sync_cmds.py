@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -21,7 +23,8 @@ from archiver.cli.common import (
 )
 from archiver.config import Settings
 from archiver.polling import malloc
-from archiver.polling.sync import JobOutcome, SyncPass, SyncSummary
+from archiver.polling.failures import unusable_message
+from archiver.polling.sync import JobOutcome, SyncPass, SyncSummary, job_log
 
 
 def api_settings(**flags: Any) -> Settings:
@@ -79,21 +82,66 @@ def sync(everything: bool, database_url: str | None, **flags: Any) -> None:
     settings = api_settings(database_url=database_url, **flags)
     malloc.return_large_blocks()  # fetch threads and the writer each free large payloads
     console = Console(stderr=True)
-    summary = run_pass(
-        settings, everything=everything, console=console if console.is_terminal else None
-    )
-    for error in summary.errors[:20]:
-        echo_line(f"failed    {error}", err=True)
-    if len(summary.errors) > 20:
-        click.echo(f"… and {len(summary.errors) - 20} more (see sync_errors)", err=True)
+    shown = FailedJobs()
+    with shown.printing():
+        summary = run_pass(
+            settings,
+            everything=everything,
+            console=console if console.is_terminal else None,
+            on_job=shown,
+        )
+    if shown.more:
+        click.echo(f"… and {shown.more} more (see sync_errors)", err=True)
     click.echo(summary.line())
+    if summary.failed:
+        click.echo(summary.failures_line())
     if summary.auth_error:
         raise Abort(
             f"the API rejected the key ({summary.auth_error}); the pass was stopped. "
             "Set PIXXEL_API_KEY (or --api-key, and --auth-scheme if the key needs one)."
         )
+    if summary.api_unusable:
+        raise Abort(
+            unusable_message(summary.api_unusable, summary.api_unusable_count, settings.api_url)
+        )
     if summary.failed:
         raise SystemExit(1)
+
+
+class FailedJobs:
+    """Prints each job that failed once, as it fails: the first ``limit``, then a count.
+
+    Failures of the key or the URL (not counted against the job) are not listed: the pass's one
+    message says what they have in common. The pass's own log line per failed job is silenced
+    meanwhile, so that no failure prints twice.
+    """
+
+    def __init__(self, limit: int = 20) -> None:
+        self.limit = limit
+        self.listed = 0
+        self.more = 0
+
+    def __call__(self, outcome: JobOutcome) -> None:
+        if outcome.outcome != "failed" or not outcome.counted:
+            return
+        if self.listed < self.limit:
+            self.listed += 1
+            echo_line(
+                f"failed    {outcome.workflow_id}/{outcome.job_id}: {outcome.error}", err=True
+            )
+        else:
+            self.more += 1
+
+    @contextmanager
+    def printing(self) -> Iterator[None]:
+        quiet = logging.NullHandler()
+        job_log.addHandler(quiet)  # a handler, so the last-resort one does not print them
+        propagate, job_log.propagate = job_log.propagate, False
+        try:
+            yield
+        finally:
+            job_log.propagate = propagate
+            job_log.removeHandler(quiet)
 
 
 @cli.command()

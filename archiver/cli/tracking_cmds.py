@@ -44,7 +44,7 @@ TRACKED_COLUMNS = (
     "--file",
     "path",
     type=click.Path(dir_okay=False, allow_dash=True),
-    help="CSV of workflow_id,job_id (header optional; - for stdin).",
+    help="CSV of workflow_id,job_id (that header optional, any other refused; - for stdin).",
 )
 @settings_options("track")
 def track(
@@ -62,6 +62,8 @@ def track(
         except (OSError, UnicodeDecodeError) as exc:
             raise Abort(f"cannot read {path}: {exc}") from None
         parsed = tracking.read_track_file(text)
+        if parsed.refused:
+            raise Abort(f"{path}: {parsed.refused}")
         pairs, errors = parsed.pairs, parsed.errors
     else:
         assert workflow_id is not None and job_id is not None

@@ -12,6 +12,8 @@ transaction. Each pass first gives back leases a failed pass could not release, 
 that works after failures closes the runs they interrupted and writes the outage (how long, how many
 passes, why) into ``sync_errors``. A
 rejected key pauses polling: passes then probe with one job at a time until the key works again.
+An unreachable API or a wrong URL (``archiver.polling.failures``) is an outage: said once, no job
+counted, and each pass stops after its first few requests until the API answers.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from archiver.config import Settings, mask_url
 from archiver.errors import ArchiverError, ConfigError, DatabaseError
 from archiver.models import TrackedJob
 from archiver.polling import leases, malloc
+from archiver.polling.failures import unusable_message
 from archiver.polling.metrics import Health, Metrics, MonitoringServer
 from archiver.polling.stall import StallWatchdog
 from archiver.polling.sync import SyncPass, SyncSummary
@@ -241,9 +244,14 @@ class Daemon:
                 )
             self.health.key_rejected = summary.auth_error
             self.metrics.key_rejected.set(1)  # and a paused pass is no successful pass
+        elif summary.api_unusable:
+            self._api_unusable(summary)
         else:
             if self.health.key_rejected is not None and summary.due:
                 self._key_accepted()
+            if self.health.api_unusable is not None and summary.due:
+                log.info("the API answers again", extra={"event": "api_usable"})
+                self.health.api_unusable = None
             self.health.last_success = time.time()
         with self.sessions() as session:
             counts = dict(
@@ -263,6 +271,18 @@ class Daemon:
                 "changes": summary.changes,
             },
         )
+
+    def _api_unusable(self, summary: SyncSummary) -> None:
+        """A pass stopped because its first requests showed the API unreachable or the URL
+        wrong: an outage, no job's fault (none was counted). Said once, until it answers again;
+        each pass tries again, and stops after a few requests while it lasts."""
+        assert summary.api_unusable is not None
+        if self.health.api_unusable is None:
+            message = unusable_message(
+                summary.api_unusable, summary.api_unusable_count, self.settings.api_url
+            )
+            log.error("%s", message, extra={"event": "api_unusable"})
+        self.health.api_unusable = summary.api_unusable
 
     def _key_accepted(self) -> None:
         log.info("the API accepts the key again: polling resumed")

@@ -120,6 +120,7 @@ class Health:
     started: float = field(default_factory=time.time)
     last_success: float | None = None
     key_rejected: str | None = None
+    api_unusable: str | None = None  # why passes stop at their first requests
     database_error: str | None = None
     check_database: Callable[[], str | None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -132,6 +133,8 @@ class Health:
             found.append(f"database: {database}")
         if self.key_rejected:
             found.append(f"API key rejected: {self.key_rejected}")
+        if self.api_unusable:
+            found.append(f"API unreachable or wrong URL: {self.api_unusable}")
         since = self.last_success if self.last_success is not None else self.started
         if now - since > 3 * self.interval:
             what = "last successful pass" if self.last_success else "no successful pass since start"

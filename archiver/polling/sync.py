@@ -3,9 +3,11 @@
 Fetches run on a bounded thread pool under a global rate limit; the pass's own thread archives
 the bodies that have arrived in batches (``archiver.archive.batches.archive_batch``), each job's
 history and tracking row in the batch's one transaction. A rejected API key stops the pass
-at once (every other request would be rejected too); other failures are recorded per job and
-the pass goes on. Jobs come either from the due list (one process) or from leases claimed batch
-by batch (several processes on one database, see ``archiver.polling.leases``).
+at once (every other request would be rejected too), and so do first answers that all show the
+API unreachable or the base URL wrong (``archiver.polling.failures``), none of it counted against
+the jobs; other failures are recorded per job and the pass goes on. Jobs come either from the
+due list (one process) or from leases claimed batch by batch (several processes on one database,
+see ``archiver.polling.leases``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -31,11 +34,14 @@ from archiver.archive.results import ArchiveResult
 from archiver.config import Settings
 from archiver.db import describe_error
 from archiver.errors import ApiError, ArchiverError, AuthenticationError, PayloadError
-from archiver.polling import leases, tracking
+from archiver.polling import failures, leases, tracking
 from archiver.polling.leases import Claim, LeaseLost
 from archiver.statuses import StatusClassifier
 
 log = logging.getLogger("archiver.sync")
+# one line per failed job, apart from the pass's own lines: ``archiver sync`` prints those
+# failures itself, the daemon's log keeps them
+job_log = logging.getLogger("archiver.sync.jobs")
 OUTCOMES = ("new", "changed", "unchanged", "stale", "failed", "skipped", "lost")
 
 
@@ -53,6 +59,8 @@ class JobOutcome:
     status: str | None = None
     error: str | None = None
     reason: str | None = None  # why it failed: the error's reason (auth, server_error, …)
+    cause: str | None = None  # with the reason, in a few words: "connection refused"
+    counted: bool = True  # a failure counted against the job (not the key's or the URL's)
 
 
 @dataclass
@@ -64,7 +72,12 @@ class SyncSummary:
     problems: int = 0
     seconds: float = 0.0
     auth_error: str | None = None
+    # the settings' fault that stopped the pass (``archiver.polling.failures``), and how many
+    # of its first requests showed it
+    api_unusable: str | None = None
+    api_unusable_count: int = 0
     errors: list[str] = field(default_factory=list)
+    failures: dict[str, Counter[str]] = field(default_factory=dict)  # reason -> causes
 
     @property
     def archived(self) -> int:
@@ -92,6 +105,21 @@ class SyncSummary:
             f"{c['unchanged']}, stale {c['stale']}, failed {c['failed']}, skipped {c['skipped']}"
             f"{lost}; {self.changes} changes recorded"
         )
+
+    def failures_line(self) -> str:
+        """``failed 12: transport 10 (connection refused), not_found 2``."""
+        return failures.grouped(self.failures)
+
+    def add(self, outcome: JobOutcome) -> None:
+        self.due += 1
+        self.counts[outcome.outcome] += 1
+        self.changes += outcome.changes
+        self.problems += outcome.problems
+        if outcome.outcome == "failed":
+            causes = self.failures.setdefault(outcome.reason or "unknown", Counter())
+            causes[outcome.cause or ""] += 1
+            if outcome.error:
+                self.errors.append(f"{outcome.workflow_id}/{outcome.job_id}: {outcome.error}")
 
 
 def _now() -> datetime:
@@ -121,6 +149,7 @@ class SyncPass:
         self.now = now
         self.stop = threading.Event()
         self._auth_error: str | None = None
+        self._first = failures.FirstRequests()
         # the sync_runs row of a pass that started and could not be finished (its database
         # went away): the daemon closes it and says why once the database is back
         self.open_run: int | None = None
@@ -159,6 +188,7 @@ class SyncPass:
         started = time.monotonic()
         summary = SyncSummary()
         self._auth_error = None
+        self._first = failures.FirstRequests()
         listed: int | None = None
         with self.sessions.begin() as session:
             summary.run_id = runs.start_run(session, "sync", self.now())
@@ -172,14 +202,7 @@ class SyncPass:
         run_id = self.open_run = summary.run_id
         try:
             for outcome in self._outcomes(iter(claims), run_id, window or self.concurrency * 4):
-                summary.due += 1
-                summary.counts[outcome.outcome] += 1
-                summary.changes += outcome.changes
-                summary.problems += outcome.problems
-                if outcome.error and outcome.outcome == "failed":
-                    summary.errors.append(
-                        f"{outcome.workflow_id}/{outcome.job_id}: {outcome.error}"
-                    )
+                summary.add(outcome)
                 if on_job:
                     on_job(outcome)
             if listed is not None and summary.due < listed:  # stopped early
@@ -187,6 +210,8 @@ class SyncPass:
                 summary.due = listed
         finally:
             summary.auth_error = self._auth_error
+            summary.api_unusable = self._first.fault
+            summary.api_unusable_count = self._first.count
             summary.seconds = time.monotonic() - started
             with self.sessions.begin() as session:
                 runs.finish_run(session, run_id, summary.run_counts(), self.now())
@@ -200,33 +225,64 @@ class SyncPass:
         arrived, while the pool goes on fetching: a database write per batch instead of one
         per job, and no threads queuing for SQLite's single writer.
         """
-        pending: set[Future[JobOutcome | _Fetched]] = set()
+        pending: set[Future[JobOutcome | _Fetched | _Failed]] = set()
         fetched: list[_Fetched] = []
+        held_back: list[_Failed] = []  # failures waiting for the verdict on the first answers
+        sent = 0
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="archiver-sync") as pool:
             while True:
                 while len(pending) + len(fetched) < window and not self.stop.is_set():
+                    if self._first.open and sent >= self._first.size:
+                        break  # no more requests than the verdict needs, until it is in
                     held = next(claims, None)
                     if held is None:
                         break
                     pending.add(pool.submit(self._fetch, held, run_id))
+                    sent += 1
                 if not pending and not fetched:
+                    self._first.finished()
+                    yield from self._judged(held_back, run_id)
                     return
-                done: set[Future[JobOutcome | _Fetched]] = set()
+                done: set[Future[JobOutcome | _Fetched | _Failed]] = set()
                 if pending:
                     # with bodies waiting, only what is ready now joins them
                     timeout = 0 if fetched else None
                     done, pending = wait(pending, timeout, return_when=FIRST_COMPLETED)
                 for future in done:
                     got = future.result()
-                    if isinstance(got, JobOutcome):
-                        yield got
-                    else:
+                    if isinstance(got, _Failed):
+                        self._first.failed(failures.api_fault(got.exc))
+                        held_back.append(got)
+                    elif isinstance(got, _Fetched):
+                        self._first.answered()
                         fetched.append(got)
+                    else:
+                        if got.outcome != "skipped":
+                            self._first.answered()
+                        yield got
+                if not self._first.open and held_back:
+                    yield from self._judged(held_back, run_id)
+                    held_back = []
                 if fetched and (not done or not pending or len(fetched) >= window):
                     yield from self._archive(fetched, run_id)
                     fetched = []
 
-    def _fetch(self, held: Claim, run_id: int) -> JobOutcome | _Fetched:
+    def _judged(self, held_back: Sequence[_Failed], run_id: int) -> Iterator[JobOutcome]:
+        """Failures held back for the verdict on the first answers, recorded now that it is in:
+        against their jobs in a normal pass, not when the settings are at fault."""
+        if self._first.fault is not None and not self.stop.is_set():
+            log.debug(  # the CLI and the daemon each say it once, with the setting to check
+                "pass stopped: the first %d requests all failed alike (%s)",
+                self._first.count,
+                self._first.fault,
+            )
+            self.stop.set()
+        for failed in held_back:
+            yield self._record_failure(
+                failed.held, run_id, failed.exc, count_against_job=self._first.fault is None
+            )
+
+    def _fetch(self, held: Claim, run_id: int) -> JobOutcome | _Fetched | _Failed:
         """One job's fetch; whatever goes wrong with it is recorded against it."""
         wf, job_id = held.workflow_id, held.job_id
         try:
@@ -243,8 +299,12 @@ class SyncPass:
                     self.stop.set()
                 # the key is at fault, not the job: its schedule and failure count stay
                 self._record_failure(held, run_id, exc, count_against_job=False)
-                return JobOutcome(wf, job_id, "failed", error=str(exc), reason=exc.reason)
+                return JobOutcome(
+                    wf, job_id, "failed", error=str(exc), reason=exc.reason, counted=False
+                )
             except ApiError as exc:
+                if self._first.open or self._first.fault is not None:
+                    return _Failed(held, exc)  # the pass's thread judges and records it
                 return self._record_failure(held, run_id, exc)
         except (DBAPIError, ArchiverError):
             raise  # recording the failure met a database outage
@@ -343,8 +403,34 @@ class SyncPass:
         except LeaseLost as lost:
             log.warning("%s", lost)
             return JobOutcome(wf, job_id, "lost", error=str(lost), reason="lease_lost")
-        log.warning("%s/%s failed: %s", wf, job_id, message)
-        return JobOutcome(wf, job_id, "failed", error=message, reason=reason)
+        # a failure of the key or the URL is said once, for the pass, not once per job
+        job_log.log(
+            logging.WARNING if count_against_job else logging.DEBUG,
+            "%s/%s failed: %s",
+            wf,
+            job_id,
+            message,
+        )
+        cause = failures.cause(exc)
+        return JobOutcome(
+            wf,
+            job_id,
+            "failed",
+            error=message,
+            reason=reason,
+            cause=cause,
+            counted=count_against_job,
+        )
+
+
+class _Failed:
+    """A failed fetch, for the pass's thread to judge (``failures.FirstRequests``)."""
+
+    __slots__ = ("exc", "held")
+
+    def __init__(self, held: Claim, exc: ApiError) -> None:
+        self.held = held
+        self.exc = exc
 
 
 class _Fetched:

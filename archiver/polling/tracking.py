@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,26 +31,52 @@ POLLED_STATES = ("active", "settling")
 CHUNK = 500  # rows per statement: well under every database's bound-parameter limit
 
 
+# Words a header names a column with (compared lower-cased, spaces and hyphens read as "_"):
+# a first line holding one of them, in any order but ``workflow_id,job_id``, is a header the
+# file's rows would be misread under, so the file is refused rather than guessed at.
+COLUMN_WORDS = frozenset(
+    {"workflow_id", "workflowid", "workflow", "job_id", "jobid", "job", "id", "uuid"}
+    | {"name", "status", "state"}
+)
+EXPECTED_HEADER = ["workflow_id", "job_id"]
+_COLUMN_NAME = re.compile(r"[a-z]+(?:_[a-z]+)+")  # several words: job_name, created at
+
+
 @dataclass
 class TrackFileResult:
     pairs: list[tuple[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    refused: str | None = None  # why the whole file was refused (a misleading header)
 
 
 def read_track_file(text: str) -> TrackFileResult:
-    """``workflow_id,job_id`` rows, with or without that header; bad rows named by line number."""
+    """``workflow_id,job_id`` rows, with or without that header; bad rows named by line number.
+
+    The first line with content is a header when ``looks_like_header`` says so: in
+    the expected order it is skipped, in any other it refuses the file (no pair is returned).
+    """
     result = TrackFileResult()
     seen: set[tuple[str, str]] = set()
     reader = csv.reader(io.StringIO(text))
     last = 0
+    first = True
     for row in reader:
         # the line the row starts on: a quoted cell may span lines (a newline inside an id)
         number, last = last + 1, reader.line_num
         cells = [c.strip() for c in row]
         if not cells or not any(cells) or cells[0].startswith("#"):
             continue
-        if number == 1 and [c.lower() for c in cells[:2]] == ["workflow_id", "job_id"]:
-            continue
+        if first:
+            first = False
+            if [_column_word(c) for c in cells if c] == EXPECTED_HEADER:
+                continue
+            if looks_like_header(cells):
+                shown = ",".join(cells)
+                return TrackFileResult(
+                    refused=f"line {number} looks like a header ({shown!r}), not "
+                    "workflow_id,job_id: nothing tracked; give the columns in that order, "
+                    "under that header (which also lets a first row of ids read as data)"
+                )
         if len(cells) != 2:
             result.errors.append(
                 f"line {number}: expected workflow_id,job_id, got {len(cells)} fields"
@@ -64,6 +91,24 @@ def read_track_file(text: str) -> TrackFileResult:
             seen.add(pair)
             result.pairs.append(pair)
     return result
+
+
+def _column_word(cell: str) -> str:
+    """A cell as a column name compares: lower-cased, spaces and hyphens read as ``_``."""
+    return re.sub(r"[\s-]+", "_", cell.strip().lower())
+
+
+def looks_like_header(cells: Sequence[str]) -> bool:
+    """Whether a first line names columns rather than a job: one of its cells is a known column
+    name (``COLUMN_WORDS``: ``Job ID`` and ``job-id`` count as ``job_id``), or a name of several
+    letter-only words joined by ``_`` or spaces (``job_name``, ``Created At``). Ids are machine
+    made (uuids, ``wf-3f2a``): they hold digits or hyphens, so a real first row is not taken
+    for a header."""
+    for cell in cells:
+        spaced = re.sub(r"\s+", "_", cell.strip().lower())
+        if _column_word(cell) in COLUMN_WORDS or _COLUMN_NAME.fullmatch(spaced):
+            return True
+    return False
 
 
 def validate_ids(workflow_id: str, job_id: str) -> str | None:

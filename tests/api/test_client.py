@@ -401,6 +401,14 @@ def test_connection_refused_is_retried_then_transport_error(
     assert "Connection refused" in str(exc)
     assert "HTTPConnection" not in str(exc) and "object at 0x" not in str(exc)
     assert len(sleeps.calls) == 1
+    assert isinstance(exc, TransportError)
+    assert (exc.cause, exc.connected) == ("connection refused", False)  # no job's fault
+
+
+def test_a_host_that_does_not_resolve_is_no_connection(make_client: MakeClient) -> None:
+    exc = fetch_error(make_client("http://no-such-host.invalid", max_retries=0))
+    assert isinstance(exc, TransportError)
+    assert (exc.cause, exc.connected) == ("DNS lookup failed", False)
 
 
 @pytest.mark.parametrize(

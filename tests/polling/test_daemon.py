@@ -256,6 +256,37 @@ def test_api_outage_is_survived_and_recovered(
         assert set(session.scalars(select(TrackedJob.consecutive_failures))) == {0}
 
 
+def test_unreachable_api_is_logged_once_and_counted_against_no_job(
+    db_url: str, daemon_factory, sessions: sessionmaker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 16, item 5: like a rejected key, one cause in the log, no job penalized."""
+    sim = Simulator(seed=4, jobs=8, tasks=(2, 3), clock=Clock())
+    server = sim.serve()
+    port, url = server.port, server.url
+    server.stop()
+    daemon = daemon_factory(daemon_settings(db_url, url, concurrency=8))
+    track(sessions, sim.job_ids())
+    columns = (TrackedJob.next_poll_at, TrackedJob.consecutive_failures, TrackedJob.state)
+    with sessions() as session:
+        before = session.execute(select(*columns).order_by(TrackedJob.id)).all()
+    with caplog.at_level("INFO"):
+        for _ in range(2):
+            down = daemon.pass_once()
+            assert down is not None and down.api_unusable == "connection refused"
+            assert (down.failed, down.due) == (5, 5)  # the other claims are given back
+    said = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert [getattr(r, "event", None) for r in said] == ["api_unusable"]  # once, no job's line
+    assert "PIXXEL_API_URL" in said[0].getMessage()
+    assert any("API unreachable or wrong URL" in p for p in daemon.health.problems())
+    with sessions() as session:
+        assert session.execute(select(*columns).order_by(TrackedJob.id)).all() == before
+    with sim.serve(port=port), caplog.at_level("INFO"):
+        up = daemon.pass_once()
+    assert up is not None and up.counts["new"] == 8 and up.api_unusable is None
+    assert daemon.health.problems() == []
+    assert any(getattr(r, "event", None) == "api_usable" for r in caplog.records)
+
+
 def test_database_outage_fails_health_and_recovers(
     empty_db_url: str, simulated: tuple[Simulator, str], daemon_factory
 ) -> None:
