@@ -156,13 +156,28 @@ def simulate(
 @cli.command()
 @click.option("--seconds", default=35.0, show_default=True, help="How long to run sync passes.")
 @click.option("--jobs", default=50, show_default=True, help="Number of simulated jobs.")
-@settings_options("demo")
+@click.option(
+    "--database-url",
+    default=None,
+    help="Archive into this database (it must track no jobs) instead of a fresh "
+    "./archiver-demo.db; ARCHIVER_DATABASE_URL is not used.",
+)
 def demo(seconds: float, jobs: int, database_url: str | None) -> None:
-    """The whole product on the embedded default (SQLite), no key or setup: a live simulation."""
-    from archiver.sim.demo import run_live_demo
+    """The whole product on SQLite, no key or setup: a live simulation into ./archiver-demo.db.
 
-    settings = build_settings(database_url=database_url)
-    with reported_errors(settings):
-        failed = run_live_demo(settings.database_url, Console(), jobs=jobs, seconds=seconds)
+    The file is replaced at each run; the default archive (./archiver.db) and
+    ARCHIVER_DATABASE_URL's are never touched.
+    """
+    from archiver.sim.demo import fresh_demo_url, run_live_demo
+
+    with reported_errors():
+        url = database_url
+        if url is None:
+            url = fresh_demo_url()
+            click.echo(
+                "The demo archives into ./archiver-demo.db, a fresh file each run; the default "
+                "archive (./archiver.db, ARCHIVER_DATABASE_URL) is not touched."
+            )
+        failed = run_live_demo(url, Console(), jobs=jobs, seconds=seconds)
     if failed:
         raise SystemExit(1)
