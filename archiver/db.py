@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import re
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -75,14 +77,68 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """An engine for the URL; a missing driver is a ConfigError naming the extra to install."""
+def _sqlite_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
+    # No journal_mode: a read-only connection cannot set it, and the writer already did.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def _sqlite_begin_read_only(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")  # a reader takes no write lock: it waits for nobody
+
+
+def _sqlite_file(parsed: URL) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database."""
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _sqlite_read_only_engine(parsed: URL, **kwargs: Any) -> Engine:
+    """An engine that opens the file read-only, so a mistyped path is an error, not a new empty
+    archive left behind (SQLite creates any file it is asked to open for writing)."""
+    path = _sqlite_file(parsed)
+    if path is None:
+        return _sqlite_engine(parsed, **kwargs)
+    if not path.is_file():
+        raise DatabaseError(
+            f"database file {path} does not exist ({mask_url(str(parsed))}): check the URL; "
+            "`archiver db upgrade` creates an archive"
+        )
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+    engine = create_engine(parsed, creator=connect, **kwargs)
+    event.listen(engine, "connect", _sqlite_connect_read_only)
+    event.listen(engine, "begin", _sqlite_begin_read_only)
+    return engine
+
+
+def _sqlite_engine(parsed: URL, **kwargs: Any) -> Engine:
+    engine = create_engine(parsed, **kwargs)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def make_engine(url: str | URL, *, read_only: bool = False, **kwargs: Any) -> Engine:
+    """An engine for the URL; a missing driver is a ConfigError naming the extra to install.
+
+    ``read_only`` is for the commands that only read: on SQLite the file is opened read-only and
+    must exist (a DatabaseError says it does not, before anything is created).
+    """
     parsed = normalize_url(url)
     try:
         if parsed.get_backend_name() == "sqlite":
-            engine = create_engine(parsed, **kwargs)
-            event.listen(engine, "connect", _sqlite_connect)
-            event.listen(engine, "begin", _sqlite_begin)
+            if read_only:
+                return _sqlite_read_only_engine(parsed, **kwargs)
+            return _sqlite_engine(parsed, **kwargs)
         else:
             kwargs.setdefault("pool_pre_ping", True)
             # a database behind a dead network path must fail a pass, not hang it

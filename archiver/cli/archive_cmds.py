@@ -97,7 +97,7 @@ def ingest(
 def history(workflow_id: str, job_id: str, fmt: str, database_url: str | None) -> None:
     """The job's change history (job, tasks, validation errors), oldest first."""
     settings = build_settings(database_url=database_url)
-    with open_archive(settings) as sessions, sessions() as session:
+    with open_archive(settings, read_only=True) as sessions, sessions() as session:
         rows = job_history(session, workflow_id, job_id)
     if not rows:
         raise Abort(

@@ -71,7 +71,13 @@ def verify(
         raise Abort(
             "--anchor records every job's head: it cannot be combined with --workflow/--job"
         )
-    with open_archive(settings) as sessions, reported_errors(settings), sessions() as session:
+    # --anchor records the heads it verified: the only verification that writes
+    read_only = not anchor
+    with (
+        open_archive(settings, read_only=read_only) as sessions,
+        reported_errors(settings),
+        sessions() as session,
+    ):
         report = verifymod.verify(session, workflow_id=workflow_id, job_id=job_id)
         anchored = None
         if against:
@@ -189,7 +195,8 @@ def rebuild(
     classifier = StatusClassifier.with_overrides(settings.status_map)
     if into is not None and dbmod.normalize_url(into) == dbmod.normalize_url(settings.database_url):
         raise Abort("--into must name another database than the one being rebuilt")
-    with open_archive(settings) as sessions, reported_errors(settings):
+    # the source is only read, whether the rebuild goes to --into or to a scratch file
+    with open_archive(settings, read_only=True) as sessions, reported_errors(settings):
         if dry_run:
             report = rebuildmod.dry_run(sessions, classifier=classifier)
         else:

@@ -49,10 +49,14 @@ def reported_errors(settings: Settings | None = None) -> Iterator[None]:
 
 
 @contextmanager
-def open_archive(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    """Sessions on a reachable archive at the code's schema; errors become one line."""
+def open_archive(settings: Settings, *, read_only: bool = False) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a reachable archive at the code's schema; errors become one line.
+
+    The commands that only read pass ``read_only``: a mistyped SQLite path then says the file does
+    not exist instead of leaving an empty one behind.
+    """
     with reported_errors(settings):
-        engine = dbmod.make_engine(settings.database_url)
+        engine = dbmod.make_engine(settings.database_url, read_only=read_only)
         try:
             dbmod.check_schema(engine)
             yield dbmod.session_factory(engine)

@@ -37,7 +37,7 @@ def db_upgrade(database_url: str | None, revision: str) -> None:
 def db_check(database_url: str | None) -> None:
     """Exit 0 when the database is reachable and at the code's schema, else say why."""
     settings = build_settings(database_url=database_url)
-    with open_archive(settings):
+    with open_archive(settings, read_only=True):
         pass
     click.echo(f"database {settings.masked_database_url()} is up to date")
 

@@ -89,7 +89,7 @@ def _emit(
 
 def _read(database_url: str | None, query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     settings = build_settings(database_url=database_url)
-    with open_archive(settings) as sessions, sessions() as session:
+    with open_archive(settings, read_only=True) as sessions, sessions() as session:
         return query(session, *args, **kwargs)
 
 

@@ -107,7 +107,7 @@ def untrack(workflow_id: str, job_id: str, database_url: str | None) -> None:
 def tracked(state: str | None, fmt: str, database_url: str | None) -> None:
     """List tracked jobs with their polling state."""
     settings = build_settings(database_url=database_url)
-    with open_archive(settings) as sessions, sessions() as session:
+    with open_archive(settings, read_only=True) as sessions, sessions() as session:
         rows = tracking.list_tracked(session, state)
     records = [{c: _plain(row[c]) for c in TRACKED_COLUMNS} for row in rows]
     if fmt == "json":
