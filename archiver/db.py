@@ -42,6 +42,8 @@ _DRIVERS = {
     "mariadb": "mariadb+pymysql",
 }
 _EXTRAS = {"psycopg": "postgres", "pymysql": "mysql"}
+_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb")
+SUPPORTED = "sqlite, postgresql, mysql/mariadb"
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -49,12 +51,25 @@ def normalize_url(url: str | URL) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"not a database URL: {mask_url(str(url))}") from None
+        raise ConfigError(_not_a_url(str(url))) from None
     if parsed.drivername in _DRIVERS:
         parsed = parsed.set(drivername=_DRIVERS[parsed.drivername])
+    if parsed.get_backend_name() not in _BACKENDS:
+        raise ConfigError(
+            f"unsupported database {parsed.get_backend_name()!r} in {mask_url(str(url))}: "
+            f"the archiver supports {SUPPORTED}"
+        )
     if parsed.get_backend_name() in ("mysql", "mariadb") and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     return parsed
+
+
+def _not_a_url(text: str) -> str:
+    """The user's text back (a password-like part masked), and the URL of the file they likely
+    meant."""
+    shown = re.sub(r":[^:@/]*@", ":***@", text)
+    hint = "" if "://" in text else f" (a SQLite file is written sqlite:///{shown})"
+    return f"not a database URL: {shown}{hint}; the archiver supports {SUPPORTED}"
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -297,20 +312,21 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(config).get_current_head()
 
 
-def check_schema(engine: Engine) -> None:
-    """Raise DatabaseError unless the database is reachable and at the code's schema revision."""
+def check_schema(engine: Engine, url: str | None = None) -> None:
+    """Raise DatabaseError unless the database is reachable and at the code's schema revision.
+
+    ``url`` is the URL as the user wrote it, for the messages (the engine's carries our driver
+    and options).
+    """
+    shown = mask_url(url if url is not None else str(engine.url))
     try:
         with engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
     except OperationalError as exc:
-        raise DatabaseError(
-            f"cannot connect to {mask_url(str(engine.url))}: {_first_line(exc)}"
-        ) from None
+        raise DatabaseError(f"cannot connect to {shown}: {_first_line(exc)}") from None
     head = head_revision()
     if current is None:
-        raise DatabaseError(
-            f"{mask_url(str(engine.url))} has no archive schema yet: run `archiver db upgrade`"
-        )
+        raise DatabaseError(f"{shown} has no archive schema yet: run `archiver db upgrade`")
     if current != head:
         raise DatabaseError(
             f"database schema is at {current}, the code expects {head}: run `archiver db upgrade`"

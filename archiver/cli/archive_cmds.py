@@ -23,9 +23,10 @@ from archiver.cli.common import (
     open_archive,
     settings_options,
 )
-from archiver.reporting.queries import job_history
+from archiver.reporting.queries import job_history, tracked_state
 from archiver.reporting.render import history_grid, history_json, show
 from archiver.statuses import StatusClassifier
+from archiver.wording import counted
 
 
 def _parse_when(_ctx: Any, _param: Any, value: str | None) -> datetime | None:
@@ -78,7 +79,7 @@ def ingest(
         elif result is not None and not quiet:
             echo_line(
                 f"{result.outcome:9} {result.workflow_id}/{result.job_id} "
-                f"v{result.version} {result.status or '-'} ({result.changes} changes)"
+                f"v{result.version} {result.status or '-'} ({counted(result.changes, 'change')})"
             )
 
     with open_archive(settings) as sessions:
@@ -99,6 +100,12 @@ def history(workflow_id: str, job_id: str, fmt: str, database_url: str | None) -
     settings = build_settings(database_url=database_url)
     with open_archive(settings, read_only=True) as sessions, sessions() as session:
         rows = job_history(session, workflow_id, job_id)
+        state = tracked_state(session, workflow_id, job_id) if not rows else None
+    if not rows and state is not None:
+        raise Abort(
+            f"job {workflow_id}/{job_id} is tracked ({state}) but not fetched yet: "
+            "`archiver sync` archives it"
+        )
     if not rows:
         raise Abort(
             f"no history for job {workflow_id}/{job_id} in {settings.masked_database_url()}"

@@ -23,6 +23,7 @@ from archiver.cli.common import (
 from archiver.config import mask_url
 from archiver.errors import ArchiverError
 from archiver.statuses import StatusClassifier
+from archiver.wording import counted
 
 
 def _actor(value: str | None) -> str:
@@ -121,9 +122,11 @@ def verify(
             click.echo(item.line())
         click.echo(report.line())
         if anchored is not None:
-            click.echo(f"anchor {against}: {anchored} job heads checked")
+            click.echo(f"anchor {against}: {counted(anchored, 'job head')} checked")
         if digest:
-            click.echo(f"anchor: {digest} ({len(report.heads)} job heads); keep it elsewhere")
+            click.echo(
+                f"anchor: {digest} ({counted(len(report.heads), 'job head')}); keep it elsewhere"
+            )
     if anchor and not report.ok:
         click.echo("archiver: no anchor taken: the archive does not verify", err=True)
     if not report.ok:
@@ -160,8 +163,8 @@ def close_period(
             raise
         session.commit()
     click.echo(
-        f"closed {period}: {statement.jobs} jobs, cost {statement.cost}; "
-        f"{len(statement.lines)} lines by workflow, user and block; "
+        f"closed {period}: {counted(statement.jobs, 'job')}, cost {statement.cost}; "
+        f"{counted(len(statement.lines), 'line')} by workflow, user and block; "
         f"statement sha256 {statement.sha256}"
     )
 
@@ -206,7 +209,8 @@ def rebuild(
         echo_line(f"rejected on replay: {line}")
     target = "a scratch database" if dry_run else mask_url(into or "")
     click.echo(
-        f"replayed {report.snapshots} snapshots into {target}: {report.jobs} jobs "
+        f"replayed {counted(report.snapshots, 'snapshot')} into {target}: "
+        f"{counted(report.jobs, 'job')} "
         f"in {report.seconds:.1f} s; {len(report.rejected)} rejected"
     )
     if report.identical:
@@ -214,10 +218,10 @@ def rebuild(
     else:
         verb = "would differ" if dry_run else "differs"
         changed = sorted(report.changed_jobs())
-        click.echo(f"the rebuilt archive {verb} for {len(changed)} jobs:")
+        click.echo(f"the rebuilt archive {verb} for {counted(len(changed), 'job')}:")
         for diff in report.diffs:
             click.echo(
-                f"  {diff.table}: {diff.only_before} rows only here, "
+                f"  {diff.table}: {counted(diff.only_before, 'row')} only here, "
                 f"{diff.only_after} only in the rebuild"
             )
         for wf, jid in changed[:20]:

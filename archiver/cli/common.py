@@ -58,7 +58,7 @@ def open_archive(settings: Settings, *, read_only: bool = False) -> Iterator[ses
     with reported_errors(settings):
         engine = dbmod.make_engine(settings.database_url, read_only=read_only)
         try:
-            dbmod.check_schema(engine)
+            dbmod.check_schema(engine, settings.database_url)
             yield dbmod.session_factory(engine)
         finally:
             engine.dispose()
@@ -119,8 +119,22 @@ def _parsed_with(parse: Callable[[str], Any]) -> Callable[[Any, Any, str | None]
     return callback
 
 
+GROUP_DATABASE_URL = "archiver.database_url"  # ctx.meta key: `archiver --database-url URL cmd`
+
+
+def group_database_url() -> str | None:
+    """The ``--database-url`` given before the command's name, if any."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(GROUP_DATABASE_URL) if ctx is not None else None
+
+
 def build_settings(**flags: Any) -> Settings:
-    """Defaults, then the environment, then flags (a flag left out is None and ignored)."""
+    """Defaults, then the environment, then flags (a flag left out is None and ignored).
+
+    ``--database-url`` may come before the command's name too; the command's own flag wins.
+    """
+    if "database_url" in flags and flags["database_url"] is None:
+        flags["database_url"] = group_database_url()
     try:
         return settings_from_env().with_overrides(**flags)
     except ArchiverError as exc:
@@ -129,6 +143,16 @@ def build_settings(**flags: Any) -> Settings:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="archiver")
-def cli() -> None:
+@click.option(
+    "--database-url",
+    metavar="URL",
+    default=None,
+    help="The archive's database for the command that follows, as if given after its name "
+    "(where both are given, the command's own flag wins).  "
+    "[env var: ARCHIVER_DATABASE_URL; default: sqlite:///archiver.db]",
+)
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None) -> None:
     """Archive Pixxel workflow jobs into SQL with a complete change history."""
+    ctx.meta[GROUP_DATABASE_URL] = database_url
     logs.escape_unconfigured()

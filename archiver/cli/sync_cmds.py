@@ -15,6 +15,7 @@ from archiver.cli.common import (
     build_settings,
     cli,
     echo_line,
+    group_database_url,
     open_archive,
     reported_errors,
     settings_options,
@@ -22,6 +23,7 @@ from archiver.cli.common import (
 from archiver.config import Settings
 from archiver.polling import malloc
 from archiver.polling.sync import JobOutcome, SyncPass, SyncSummary
+from archiver.wording import counted
 
 
 def api_settings(**flags: Any) -> Settings:
@@ -140,7 +142,7 @@ def simulate(
         server = simulator.serve(host, port)
     if ids_file:
         simulator.write_ids_csv(ids_file)
-    click.echo(f"simulating {jobs} jobs at {server.url} (Ctrl-C to stop)")
+    click.echo(f"simulating {counted(jobs, 'job')} at {server.url} (Ctrl-C to stop)")
     click.echo(f"  export PIXXEL_API_URL={server.url} PIXXEL_API_KEY={key}")
     if ids_file:
         click.echo(f"  archiver track --file {ids_file} && archiver sync")
@@ -150,7 +152,7 @@ def simulate(
         pass
     finally:
         server.stop()
-        click.echo(f"served {server.request_count} requests", err=True)
+        click.echo(f"served {counted(server.request_count, 'request')}", err=True)
 
 
 @cli.command()
@@ -171,7 +173,7 @@ def demo(seconds: float, jobs: int, database_url: str | None) -> None:
     from archiver.sim.demo import fresh_demo_url, run_live_demo
 
     with reported_errors():
-        url = database_url
+        url = database_url if database_url is not None else group_database_url()
         if url is None:
             url = fresh_demo_url()
             click.echo(

@@ -24,6 +24,7 @@ from archiver.cli.common import (
 )
 from archiver.polling import tracking
 from archiver.reporting.render import Grid, show
+from archiver.wording import counted
 
 TRACKED_COLUMNS = (
     "workflow_id",
@@ -75,8 +76,8 @@ def track(
     with open_archive(settings) as sessions, sessions.begin() as session:
         started = tracking.track(session, pairs, datetime.now(UTC))
     click.echo(
-        f"tracking {len(pairs)} jobs ({started} new or resumed, "
-        f"{len(pairs) - started} already tracked); {len(errors)} bad lines"
+        f"tracking {counted(len(pairs), 'job')} ({started} new or resumed, "
+        f"{len(pairs) - started} already tracked); {counted(len(errors), 'bad line')}"
     )
     if errors:
         raise SystemExit(1)
@@ -120,7 +121,7 @@ def tracked(state: str | None, fmt: str, database_url: str | None) -> None:
         click.echo(out.getvalue(), nl=False)
     else:
         table_rows = [[row[c] for c in TRACKED_COLUMNS] for row in rows]
-        show(Grid(f"{len(records)} tracked jobs", TRACKED_COLUMNS, table_rows))
+        show(Grid(counted(len(records), "tracked job"), TRACKED_COLUMNS, table_rows))
 
 
 def _plain(value: Any) -> Any:

@@ -34,6 +34,7 @@ from archiver.errors import ApiError, ArchiverError, AuthenticationError, Payloa
 from archiver.polling import leases, tracking
 from archiver.polling.leases import Claim, LeaseLost
 from archiver.statuses import StatusClassifier
+from archiver.wording import counted
 
 log = logging.getLogger("archiver.sync")
 OUTCOMES = ("new", "changed", "unchanged", "stale", "failed", "skipped", "lost")
@@ -87,10 +88,10 @@ class SyncSummary:
         rate = self.due / self.seconds if self.seconds else 0.0
         lost = f", lost lease {c['lost']}" if c["lost"] else ""
         return (
-            f"sync: {self.due} due jobs in {self.seconds:.1f}s ({rate:.0f}/s): archived "
+            f"sync: {counted(self.due, 'due job')} in {self.seconds:.1f}s ({rate:.0f}/s): archived "
             f"{self.archived} (new {c['new']}, changed {c['changed']}), unchanged "
             f"{c['unchanged']}, stale {c['stale']}, failed {c['failed']}, skipped {c['skipped']}"
-            f"{lost}; {self.changes} changes recorded"
+            f"{lost}; {counted(self.changes, 'change')} recorded"
         )
 
 

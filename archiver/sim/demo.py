@@ -37,6 +37,7 @@ from archiver.reporting.queries import job_history, jobs_by_status
 from archiver.reporting.render import Grid, history_grid, show
 from archiver.sim.simulator import Simulator
 from archiver.statuses import CLASSES
+from archiver.wording import counted
 
 DEMO_FILE = "archiver-demo.db"
 PASS_INTERVAL = 2.0
@@ -115,7 +116,7 @@ def run_live_demo(
             request_deadline=10.0,
         )
         console.print(
-            f"Simulating {jobs} jobs at {server.url}; archiving into "
+            f"Simulating {counted(jobs, 'job')} at {server.url}; archiving into "
             f"{settings.masked_database_url()} for {seconds:.0f}s."
         )
         with sessions.begin() as session:
@@ -159,7 +160,7 @@ def _report(
         costs = reports.cost_by(session, "workflow")
         show(
             Grid(
-                f"cost by workflow ({requests} API requests served)",
+                f"cost by workflow ({counted(requests, 'API request')} served)",
                 ("workflow", "jobs", "cost"),
                 [(c.group, c.jobs, c.cost) for c in costs],
             ),
