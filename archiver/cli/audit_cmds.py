@@ -7,10 +7,6 @@ import json
 
 import click
 
-from archiver import db as dbmod
-from archiver.audit import periods
-from archiver.audit import rebuild as rebuildmod
-from archiver.audit import verify as verifymod
 from archiver.cli.common import (
     Abort,
     build_settings,
@@ -22,7 +18,6 @@ from archiver.cli.common import (
 )
 from archiver.config import mask_url
 from archiver.errors import ArchiverError
-from archiver.statuses import StatusClassifier
 from archiver.wording import counted
 
 
@@ -67,6 +62,8 @@ def verify(
 
     Exit status 1 when anything was edited, deleted, inserted or reordered.
     """
+    from archiver.audit import verify as verifymod
+
     settings = build_settings(database_url=database_url)
     if anchor and (workflow_id or job_id):
         raise Abort(
@@ -143,6 +140,8 @@ def close_period(
     period: str, reopen: bool, reason: str | None, actor: str | None, database_url: str | None
 ) -> None:
     """Freeze a month's cost statement; later movements become adjustments."""
+    from archiver.audit import periods
+
     settings = build_settings(database_url=database_url)
     who = _actor(actor)
     with open_archive(settings) as sessions, reported_errors(settings), sessions() as session:
@@ -192,6 +191,10 @@ def rebuild(
 
     Exit status 1 when the rebuilt archive differs (or payloads were rejected on replay).
     """
+    from archiver import db as dbmod
+    from archiver.audit import rebuild as rebuildmod
+    from archiver.statuses import StatusClassifier
+
     if (into is None) == (not dry_run):
         raise Abort("give either --into URL or --dry-run")
     settings = build_settings(database_url=database_url, status_map=status_map)

@@ -1,21 +1,26 @@
-"""What every command shares: the group, the settings' flags, one-line errors, the archive."""
+"""What every command shares: the group, the settings' flags, one-line errors, the archive.
+
+Kept light, as are the command modules: every ``archiver`` command, ``-h`` included, imports the
+whole CLI to build it, so SQLAlchemy, Alembic, requests and the rest are imported inside the
+functions that use them (tests/cli/test_startup.py holds ``-h`` to that).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import __version__
-from archiver import db as dbmod
 from archiver.config import DECLARED, Declared, Settings, mask_url, settings_from_env
 from archiver.errors import ArchiverError
 from archiver.ids import escape
 from archiver.polling import logs
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +41,9 @@ def echo_line(text: str, *, err: bool = False) -> None:
 @contextmanager
 def reported_errors(settings: Settings | None = None) -> Iterator[None]:
     """Turn our errors and database failures into one line; never echo a secret."""
+    # here, not at the top: `archiver -h` must not pay for SQLAlchemy (see the module docstring)
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
     try:
         yield
     except ArchiverError as exc:
@@ -55,6 +63,8 @@ def open_archive(settings: Settings, *, read_only: bool = False) -> Iterator[ses
     The commands that only read pass ``read_only``: a mistyped SQLite path then says the file does
     not exist instead of leaving an empty one behind.
     """
+    from archiver import db as dbmod
+
     with reported_errors(settings):
         engine = dbmod.make_engine(settings.database_url, read_only=read_only)
         try:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from archiver.api.client import ApiClient
 from archiver.cli.common import (
     Abort,
     build_settings,
@@ -21,8 +18,11 @@ from archiver.cli.common import (
     settings_options,
 )
 from archiver.config import Settings
-from archiver.polling import malloc
-from archiver.polling.sync import JobOutcome, SyncPass, SyncSummary
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from archiver.polling.sync import JobOutcome, SyncSummary
 from archiver.wording import counted
 
 
@@ -43,6 +43,11 @@ def run_pass(
     on_job: Callable[[JobOutcome], None] | None = None,
 ) -> SyncSummary:
     """One sync pass with the settings' client, policy and classifier."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from archiver.api.client import ApiClient
+    from archiver.polling.sync import SyncPass
+
     with (
         open_archive(settings) as sessions,
         ApiClient(settings) as client,
@@ -78,6 +83,10 @@ def run_pass(
 @settings_options("sync")
 def sync(everything: bool, database_url: str | None, **flags: Any) -> None:
     """One pass: fetch every due tracked job once, archive it, print a summary."""
+    from rich.console import Console
+
+    from archiver.polling import malloc
+
     settings = api_settings(database_url=database_url, **flags)
     malloc.return_large_blocks()  # fetch threads and the writer each free large payloads
     console = Console(stderr=True)
@@ -170,6 +179,8 @@ def demo(seconds: float, jobs: int, database_url: str | None) -> None:
     The file is replaced at each run; the default archive (./archiver.db) and
     ARCHIVER_DATABASE_URL's are never touched.
     """
+    from rich.console import Console
+
     from archiver.sim.demo import fresh_demo_url, run_live_demo
 
     with reported_errors():
