@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from archiver.errors import ConfigError
 from archiver.retry import RetryPolicy
 
@@ -356,6 +354,8 @@ class Settings:
 def _password_taken_for_host(url: str) -> bool:
     """``user:p@ss@host``: URL parsers end the password at its first '@' and read the rest, a
     part of the password, as the host name."""
+    from sqlalchemy.engine import make_url  # here: `archiver -h` builds settings, not URLs
+
     try:
         host = make_url(url).host
     except Exception:  # an unparsable URL is reported where it is used
@@ -365,6 +365,8 @@ def _password_taken_for_host(url: str) -> bool:
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced, for messages and logs."""
+    from sqlalchemy.engine import make_url
+
     try:
         parsed = make_url(url)
         if _password_taken_for_host(url):

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import re
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -40,6 +42,8 @@ _DRIVERS = {
     "mariadb": "mariadb+pymysql",
 }
 _EXTRAS = {"psycopg": "postgres", "pymysql": "mysql"}
+_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb")
+SUPPORTED = "sqlite, postgresql, mysql/mariadb"
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -47,12 +51,25 @@ def normalize_url(url: str | URL) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"not a database URL: {mask_url(str(url))}") from None
+        raise ConfigError(_not_a_url(str(url))) from None
     if parsed.drivername in _DRIVERS:
         parsed = parsed.set(drivername=_DRIVERS[parsed.drivername])
+    if parsed.get_backend_name() not in _BACKENDS:
+        raise ConfigError(
+            f"unsupported database {parsed.get_backend_name()!r} in {mask_url(str(url))}: "
+            f"the archiver supports {SUPPORTED}"
+        )
     if parsed.get_backend_name() in ("mysql", "mariadb") and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     return parsed
+
+
+def _not_a_url(text: str) -> str:
+    """The user's text back (a password-like part masked), and the URL of the file they likely
+    meant."""
+    shown = re.sub(r":[^:@/]*@", ":***@", text)
+    hint = "" if "://" in text else f" (a SQLite file is written sqlite:///{shown})"
+    return f"not a database URL: {shown}{hint}; the archiver supports {SUPPORTED}"
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -75,14 +92,68 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """An engine for the URL; a missing driver is a ConfigError naming the extra to install."""
+def _sqlite_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
+    # No journal_mode: a read-only connection cannot set it, and the writer already did.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def _sqlite_begin_read_only(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")  # a reader takes no write lock: it waits for nobody
+
+
+def _sqlite_file(parsed: URL) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database."""
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _sqlite_read_only_engine(parsed: URL, **kwargs: Any) -> Engine:
+    """An engine that opens the file read-only, so a mistyped path is an error, not a new empty
+    archive left behind (SQLite creates any file it is asked to open for writing)."""
+    path = _sqlite_file(parsed)
+    if path is None:
+        return _sqlite_engine(parsed, **kwargs)
+    if not path.is_file():
+        raise DatabaseError(
+            f"database file {path} does not exist ({mask_url(str(parsed))}): check the URL; "
+            "`archiver db upgrade` creates an archive"
+        )
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+    engine = create_engine(parsed, creator=connect, **kwargs)
+    event.listen(engine, "connect", _sqlite_connect_read_only)
+    event.listen(engine, "begin", _sqlite_begin_read_only)
+    return engine
+
+
+def _sqlite_engine(parsed: URL, **kwargs: Any) -> Engine:
+    engine = create_engine(parsed, **kwargs)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def make_engine(url: str | URL, *, read_only: bool = False, **kwargs: Any) -> Engine:
+    """An engine for the URL; a missing driver is a ConfigError naming the extra to install.
+
+    ``read_only`` is for the commands that only read: on SQLite the file is opened read-only and
+    must exist (a DatabaseError says it does not, before anything is created).
+    """
     parsed = normalize_url(url)
     try:
         if parsed.get_backend_name() == "sqlite":
-            engine = create_engine(parsed, **kwargs)
-            event.listen(engine, "connect", _sqlite_connect)
-            event.listen(engine, "begin", _sqlite_begin)
+            if read_only:
+                return _sqlite_read_only_engine(parsed, **kwargs)
+            return _sqlite_engine(parsed, **kwargs)
         else:
             kwargs.setdefault("pool_pre_ping", True)
             # a database behind a dead network path must fail a pass, not hang it
@@ -248,20 +319,21 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(config).get_current_head()
 
 
-def check_schema(engine: Engine) -> None:
-    """Raise DatabaseError unless the database is reachable and at the code's schema revision."""
+def check_schema(engine: Engine, url: str | None = None) -> None:
+    """Raise DatabaseError unless the database is reachable and at the code's schema revision.
+
+    ``url`` is the URL as the user wrote it, for the messages (the engine's carries our driver
+    and options).
+    """
+    shown = mask_url(url if url is not None else str(engine.url))
     try:
         with engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
     except OperationalError as exc:
-        raise DatabaseError(
-            f"cannot connect to {mask_url(str(engine.url))}: {_first_line(exc)}"
-        ) from None
+        raise DatabaseError(f"cannot connect to {shown}: {_first_line(exc)}") from None
     head = head_revision()
     if current is None:
-        raise DatabaseError(
-            f"{mask_url(str(engine.url))} has no archive schema yet: run `archiver db upgrade`"
-        )
+        raise DatabaseError(f"{shown} has no archive schema yet: run `archiver db upgrade`")
     if current != head:
         raise DatabaseError(
             f"database schema is at {current}, the code expects {head}: run `archiver db upgrade`"

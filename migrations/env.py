@@ -3,9 +3,15 @@
 Order of precedence: a URL handed over by ``archiver db upgrade`` (``config.attributes``), then
 ``sqlalchemy.url`` if someone set one in alembic.ini, then ``ARCHIVER_DATABASE_URL`` / the default,
 exactly as the archiver itself resolves it. SQLite gets batch mode, since it cannot ALTER.
+
+Run by ``alembic`` from a checkout, logging is configured from alembic.ini, as Alembic's own
+template does, so ``alembic upgrade`` says what it runs; ``archiver db upgrade`` has no ini file
+and leaves the archiver's logging alone.
 """
 
 from __future__ import annotations
+
+import logging.config
 
 from alembic import context
 
@@ -14,6 +20,8 @@ from archiver.db import make_engine, normalize_url
 from archiver.models import Base
 
 config = context.config
+if config.config_file_name is not None:
+    logging.config.fileConfig(config.config_file_name)
 target_metadata = Base.metadata
 
 

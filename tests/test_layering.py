@@ -17,7 +17,18 @@ PACKAGE = Path(archiver.__file__).parent
 # lowest first: a module may import its own subpackage, the root modules and lower subpackages
 SUBPACKAGES = ("archive", "api", "polling", "audit", "reporting", "sim", "cli")
 # the root modules, lowest first: each may import only those before it
-ROOT = ("errors", "retry", "statuses", "sqltypes", "fields", "ids", "config", "models", "db")
+ROOT = (
+    "wording",
+    "errors",
+    "retry",
+    "statuses",
+    "sqltypes",
+    "fields",
+    "ids",
+    "config",
+    "models",
+    "db",
+)
 ENTRY_POINTS = {"archiver.__main__"}  # ``python -m archiver`` runs the CLI: the very top
 
 

@@ -30,6 +30,7 @@ from archiver.archive.values import parse_timestamp
 from archiver.db import describe_error
 from archiver.errors import ArchiverError, PayloadError
 from archiver.statuses import DEFAULT_CLASSIFIER, StatusClassifier
+from archiver.wording import counted
 
 log = logging.getLogger("archiver.ingest")
 
@@ -81,9 +82,10 @@ class Summary:
 
     def line(self) -> str:
         return (
-            f"{self.total} payloads: archived {self.archived} (new {self.new}, "
+            f"{counted(self.total, 'payload')}: archived {self.archived} (new {self.new}, "
             f"changed {self.changed}), unchanged {self.unchanged}, stale {self.stale}, "
-            f"failed {self.failed}; {self.changes} changes, {self.problems} problems recorded"
+            f"failed {self.failed}; {counted(self.changes, 'change')}, "
+            f"{counted(self.problems, 'problem')} recorded"
         )
 
 

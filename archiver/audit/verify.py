@@ -41,6 +41,7 @@ from archiver.audit.periods import verify_statements
 from archiver.audit.walk import HISTORY, JobWalk, Reader, of_jobs
 from archiver.errors import ArchiverError
 from archiver.models import ANCHORS, DEPS, JOBS, TASKS, TRACKED, VAL_ERRORS
+from archiver.wording import counted
 
 CHUNK = 500
 
@@ -60,10 +61,11 @@ class Report:
         return not self.breaks
 
     def line(self) -> str:
-        verdict = "no breaks" if self.ok else f"{len(self.breaks)} breaks"
+        verdict = "no breaks" if self.ok else counted(len(self.breaks), "break")
         return (
-            f"verified {self.jobs} jobs: {self.rows} history rows, {self.snapshots} snapshots, "
-            f"{self.statements} period statements in {self.seconds:.1f} s: {verdict}"
+            f"verified {counted(self.jobs, 'job')}: {counted(self.rows, 'history row')}, "
+            f"{counted(self.snapshots, 'snapshot')}, "
+            f"{counted(self.statements, 'period statement')} in {self.seconds:.1f} s: {verdict}"
         )
 
 

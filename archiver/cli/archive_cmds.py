@@ -6,14 +6,10 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from archiver.archive.ingest import Item, read_items
-from archiver.archive.ingest import ingest as run_ingest
-from archiver.archive.results import ArchiveResult
-from archiver.archive.values import parse_timestamp
 from archiver.cli.common import (
     Abort,
     build_settings,
@@ -23,14 +19,18 @@ from archiver.cli.common import (
     open_archive,
     settings_options,
 )
-from archiver.reporting.queries import job_history
-from archiver.reporting.render import history_grid, history_json, show
-from archiver.statuses import StatusClassifier
+from archiver.wording import counted
+
+if TYPE_CHECKING:
+    from archiver.archive.ingest import Item
+    from archiver.archive.results import ArchiveResult
 
 
 def _parse_when(_ctx: Any, _param: Any, value: str | None) -> datetime | None:
     if value is None:
         return None
+    from archiver.archive.values import parse_timestamp
+
     parsed = parse_timestamp(value)
     if parsed.value is None:
         raise click.BadParameter(f"{value!r} is not an ISO-8601 timestamp")
@@ -58,6 +58,10 @@ def ingest(
     Each file holds one JSON object, a JSON array of objects, or JSON lines. An object
     {"fetched_at": T, "payload": {...}} carries its own fetch time.
     """
+    from archiver.archive.ingest import Item, read_items
+    from archiver.archive.ingest import ingest as run_ingest
+    from archiver.statuses import StatusClassifier
+
     settings = build_settings(database_url=database_url, status_map=status_map)
 
     def items() -> Iterator[Item]:
@@ -78,7 +82,7 @@ def ingest(
         elif result is not None and not quiet:
             echo_line(
                 f"{result.outcome:9} {result.workflow_id}/{result.job_id} "
-                f"v{result.version} {result.status or '-'} ({result.changes} changes)"
+                f"v{result.version} {result.status or '-'} ({counted(result.changes, 'change')})"
             )
 
     with open_archive(settings) as sessions:
@@ -96,9 +100,18 @@ def ingest(
 @settings_options("history")
 def history(workflow_id: str, job_id: str, fmt: str, database_url: str | None) -> None:
     """The job's change history (job, tasks, validation errors), oldest first."""
+    from archiver.reporting.queries import job_history, tracked_state
+    from archiver.reporting.render import history_grid, history_json, show
+
     settings = build_settings(database_url=database_url)
-    with open_archive(settings) as sessions, sessions() as session:
+    with open_archive(settings, read_only=True) as sessions, sessions() as session:
         rows = job_history(session, workflow_id, job_id)
+        state = tracked_state(session, workflow_id, job_id) if not rows else None
+    if not rows and state is not None:
+        raise Abort(
+            f"job {workflow_id}/{job_id} is tracked ({state}) but not fetched yet: "
+            "`archiver sync` archives it"
+        )
     if not rows:
         raise Abort(
             f"no history for job {workflow_id}/{job_id} in {settings.masked_database_url()}"

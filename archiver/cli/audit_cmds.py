@@ -7,10 +7,6 @@ import json
 
 import click
 
-from archiver import db as dbmod
-from archiver.audit import periods
-from archiver.audit import rebuild as rebuildmod
-from archiver.audit import verify as verifymod
 from archiver.cli.common import (
     Abort,
     build_settings,
@@ -22,7 +18,7 @@ from archiver.cli.common import (
 )
 from archiver.config import mask_url
 from archiver.errors import ArchiverError
-from archiver.statuses import StatusClassifier
+from archiver.wording import counted
 
 
 def _actor(value: str | None) -> str:
@@ -66,12 +62,20 @@ def verify(
 
     Exit status 1 when anything was edited, deleted, inserted or reordered.
     """
+    from archiver.audit import verify as verifymod
+
     settings = build_settings(database_url=database_url)
     if anchor and (workflow_id or job_id):
         raise Abort(
             "--anchor records every job's head: it cannot be combined with --workflow/--job"
         )
-    with open_archive(settings) as sessions, reported_errors(settings), sessions() as session:
+    # --anchor records the heads it verified: the only verification that writes
+    read_only = not anchor
+    with (
+        open_archive(settings, read_only=read_only) as sessions,
+        reported_errors(settings),
+        sessions() as session,
+    ):
         report = verifymod.verify(session, workflow_id=workflow_id, job_id=job_id)
         anchored = None
         if against:
@@ -115,9 +119,11 @@ def verify(
             click.echo(item.line())
         click.echo(report.line())
         if anchored is not None:
-            click.echo(f"anchor {against}: {anchored} job heads checked")
+            click.echo(f"anchor {against}: {counted(anchored, 'job head')} checked")
         if digest:
-            click.echo(f"anchor: {digest} ({len(report.heads)} job heads); keep it elsewhere")
+            click.echo(
+                f"anchor: {digest} ({counted(len(report.heads), 'job head')}); keep it elsewhere"
+            )
     if anchor and not report.ok:
         click.echo("archiver: no anchor taken: the archive does not verify", err=True)
     if not report.ok:
@@ -134,6 +140,8 @@ def close_period(
     period: str, reopen: bool, reason: str | None, actor: str | None, database_url: str | None
 ) -> None:
     """Freeze a month's cost statement; later movements become adjustments."""
+    from archiver.audit import periods
+
     settings = build_settings(database_url=database_url)
     who = _actor(actor)
     with open_archive(settings) as sessions, reported_errors(settings), sessions() as session:
@@ -154,8 +162,8 @@ def close_period(
             raise
         session.commit()
     click.echo(
-        f"closed {period}: {statement.jobs} jobs, cost {statement.cost}; "
-        f"{len(statement.lines)} lines by workflow, user and block; "
+        f"closed {period}: {counted(statement.jobs, 'job')}, cost {statement.cost}; "
+        f"{counted(len(statement.lines), 'line')} by workflow, user and block; "
         f"statement sha256 {statement.sha256}"
     )
 
@@ -183,13 +191,18 @@ def rebuild(
 
     Exit status 1 when the rebuilt archive differs (or payloads were rejected on replay).
     """
+    from archiver import db as dbmod
+    from archiver.audit import rebuild as rebuildmod
+    from archiver.statuses import StatusClassifier
+
     if (into is None) == (not dry_run):
         raise Abort("give either --into URL or --dry-run")
     settings = build_settings(database_url=database_url, status_map=status_map)
     classifier = StatusClassifier.with_overrides(settings.status_map)
     if into is not None and dbmod.normalize_url(into) == dbmod.normalize_url(settings.database_url):
         raise Abort("--into must name another database than the one being rebuilt")
-    with open_archive(settings) as sessions, reported_errors(settings):
+    # the source is only read, whether the rebuild goes to --into or to a scratch file
+    with open_archive(settings, read_only=True) as sessions, reported_errors(settings):
         if dry_run:
             report = rebuildmod.dry_run(sessions, classifier=classifier)
         else:
@@ -199,7 +212,8 @@ def rebuild(
         echo_line(f"rejected on replay: {line}")
     target = "a scratch database" if dry_run else mask_url(into or "")
     click.echo(
-        f"replayed {report.snapshots} snapshots into {target}: {report.jobs} jobs "
+        f"replayed {counted(report.snapshots, 'snapshot')} into {target}: "
+        f"{counted(report.jobs, 'job')} "
         f"in {report.seconds:.1f} s; {len(report.rejected)} rejected"
     )
     if report.identical:
@@ -207,10 +221,10 @@ def rebuild(
     else:
         verb = "would differ" if dry_run else "differs"
         changed = sorted(report.changed_jobs())
-        click.echo(f"the rebuilt archive {verb} for {len(changed)} jobs:")
+        click.echo(f"the rebuilt archive {verb} for {counted(len(changed), 'job')}:")
         for diff in report.diffs:
             click.echo(
-                f"  {diff.table}: {diff.only_before} rows only here, "
+                f"  {diff.table}: {counted(diff.only_before, 'row')} only here, "
                 f"{diff.only_after} only in the rebuild"
             )
         for wf, jid in changed[:20]:

@@ -1,21 +1,26 @@
-"""What every command shares: the group, the settings' flags, one-line errors, the archive."""
+"""What every command shares: the group, the settings' flags, one-line errors, the archive.
+
+Kept light, as are the command modules: every ``archiver`` command, ``-h`` included, imports the
+whole CLI to build it, so SQLAlchemy, Alembic, requests and the rest are imported inside the
+functions that use them (tests/cli/test_startup.py holds ``-h`` to that).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import __version__
-from archiver import db as dbmod
 from archiver.config import DECLARED, Declared, Settings, mask_url, settings_from_env
 from archiver.errors import ArchiverError
 from archiver.ids import escape
 from archiver.polling import logs
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +41,9 @@ def echo_line(text: str, *, err: bool = False) -> None:
 @contextmanager
 def reported_errors(settings: Settings | None = None) -> Iterator[None]:
     """Turn our errors and database failures into one line; never echo a secret."""
+    # here, not at the top: `archiver -h` must not pay for SQLAlchemy (see the module docstring)
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
     try:
         yield
     except ArchiverError as exc:
@@ -49,12 +57,18 @@ def reported_errors(settings: Settings | None = None) -> Iterator[None]:
 
 
 @contextmanager
-def open_archive(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    """Sessions on a reachable archive at the code's schema; errors become one line."""
+def open_archive(settings: Settings, *, read_only: bool = False) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a reachable archive at the code's schema; errors become one line.
+
+    The commands that only read pass ``read_only``: a mistyped SQLite path then says the file does
+    not exist instead of leaving an empty one behind.
+    """
+    from archiver import db as dbmod
+
     with reported_errors(settings):
-        engine = dbmod.make_engine(settings.database_url)
+        engine = dbmod.make_engine(settings.database_url, read_only=read_only)
         try:
-            dbmod.check_schema(engine)
+            dbmod.check_schema(engine, settings.database_url)
             yield dbmod.session_factory(engine)
         finally:
             engine.dispose()
@@ -115,8 +129,22 @@ def _parsed_with(parse: Callable[[str], Any]) -> Callable[[Any, Any, str | None]
     return callback
 
 
+GROUP_DATABASE_URL = "archiver.database_url"  # ctx.meta key: `archiver --database-url URL cmd`
+
+
+def group_database_url() -> str | None:
+    """The ``--database-url`` given before the command's name, if any."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(GROUP_DATABASE_URL) if ctx is not None else None
+
+
 def build_settings(**flags: Any) -> Settings:
-    """Defaults, then the environment, then flags (a flag left out is None and ignored)."""
+    """Defaults, then the environment, then flags (a flag left out is None and ignored).
+
+    ``--database-url`` may come before the command's name too; the command's own flag wins.
+    """
+    if "database_url" in flags and flags["database_url"] is None:
+        flags["database_url"] = group_database_url()
     try:
         return settings_from_env().with_overrides(**flags)
     except ArchiverError as exc:
@@ -125,6 +153,16 @@ def build_settings(**flags: Any) -> Settings:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="archiver")
-def cli() -> None:
+@click.option(
+    "--database-url",
+    metavar="URL",
+    default=None,
+    help="The archive's database for the command that follows, as if given after its name "
+    "(where both are given, the command's own flag wins).  "
+    "[env var: ARCHIVER_DATABASE_URL; default: sqlite:///archiver.db]",
+)
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None) -> None:
     """Archive Pixxel workflow jobs into SQL with a complete change history."""
+    ctx.meta[GROUP_DATABASE_URL] = database_url
     logs.escape_unconfigured()

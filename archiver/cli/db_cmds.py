@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from archiver import db as dbmod
 from archiver.cli.common import (
     Abort,
     build_settings,
@@ -13,7 +12,6 @@ from archiver.cli.common import (
     reported_errors,
     settings_options,
 )
-from archiver.reporting import grants
 
 
 @cli.group()
@@ -26,6 +24,8 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True, help="Alembic revision to reach.")
 def db_upgrade(database_url: str | None, revision: str) -> None:
     """Create or migrate the database to the latest schema (never to an older one)."""
+    from archiver import db as dbmod
+
     settings = build_settings(database_url=database_url)
     with reported_errors(settings):
         reached = dbmod.upgrade(settings.database_url, revision)
@@ -37,7 +37,7 @@ def db_upgrade(database_url: str | None, revision: str) -> None:
 def db_check(database_url: str | None) -> None:
     """Exit 0 when the database is reachable and at the code's schema, else say why."""
     settings = build_settings(database_url=database_url)
-    with open_archive(settings):
+    with open_archive(settings, read_only=True):
         pass
     click.echo(f"database {settings.masked_database_url()} is up to date")
 
@@ -51,6 +51,8 @@ def db_grant_reader(role: str, database_url: str | None) -> None:
     Run it as the user that runs the migrations: later tables and views become readable too.
     On MariaDB/MySQL it prints the GRANT for an administrator to run.
     """
+    from archiver.reporting import grants
+
     settings = build_settings(database_url=database_url)
     with open_archive(settings) as sessions:
         try:

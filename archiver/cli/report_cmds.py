@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from archiver.archive.values import parse_timestamp
-from archiver.audit import periods
 from archiver.cli.common import (
     Abort,
     F,
@@ -20,8 +18,10 @@ from archiver.cli.common import (
     open_archive,
     settings_options,
 )
-from archiver.reporting import html_report, reports
-from archiver.reporting.render import records, records_csv, records_grid, records_json, show
+
+if TYPE_CHECKING:
+    from archiver.audit import periods
+    from archiver.reporting import reports
 
 BLOCK_NOTE = "A job's whole cost counts under every block it used: rows do not add up to a total."
 NAME_AND_VERSION = ("block_name", "block_version")  # the table shows them as one `block`
@@ -36,6 +36,8 @@ def _timestamp(_ctx: Any, param: click.Parameter, value: str | None) -> datetime
     """ISO-8601, date-only accepted (midnight UTC); a time without a zone is UTC."""
     if value is None:
         return None
+    from archiver.archive.values import parse_timestamp
+
     parsed = parse_timestamp(value)
     if parsed.value is None:
         raise click.BadParameter(f"{value!r} is not an ISO-8601 date or timestamp", param=param)
@@ -77,6 +79,8 @@ def _emit(
 
     CSV, JSON and piped text carry every column; a terminal table may show fewer (``shown``).
     """
+    from archiver.reporting.render import records_csv, records_grid, records_json, show
+
     if fmt == "json":
         click.echo(records_json(data))
     elif fmt == "csv":
@@ -89,7 +93,7 @@ def _emit(
 
 def _read(database_url: str | None, query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     settings = build_settings(database_url=database_url)
-    with open_archive(settings) as sessions, sessions() as session:
+    with open_archive(settings, read_only=True) as sessions, sessions() as session:
         return query(session, *args, **kwargs)
 
 
@@ -113,6 +117,9 @@ def report_cost(
     by: str, since: datetime | None, until: datetime | None, fmt: str, database_url: str | None
 ) -> None:
     """Cost of the archived jobs by workflow, user, block, or the day or month they were created."""
+    from archiver.reporting import reports
+    from archiver.reporting.render import records
+
     _check_period(since, until)
     ranged = since is not None or until is not None
     title = f"cost by {by}" + (" (jobs created in range)" if ranged else "")
@@ -143,6 +150,8 @@ def _books(
     session: Any, by: str, since: datetime | None, until: datetime | None
 ) -> list[periods.BookRow] | None:
     """The books, when a month is closed; None when none is (the plain report applies)."""
+    from archiver.audit import periods
+
     return periods.books(session, by, since, until) if periods.statements(session) else None
 
 
@@ -184,6 +193,9 @@ def report_status(
     Each change happened between two polls: after prev_seen_at (last_seen_at) and by
     entered_at (left_at); the *_window_s columns say how wide that interval is.
     """
+    from archiver.reporting import reports
+    from archiver.reporting.render import records
+
     what = "tasks" if tasks else "jobs"
     if workflow_id is None:
         summary = _read(database_url, reports.status_summary, tasks=tasks)
@@ -210,6 +222,9 @@ def report_status(
 @settings_options("report failures")
 def report_failures(fmt: str, database_url: str | None) -> None:
     """Failed tasks by block, version and failure type, most first (current task states)."""
+    from archiver.reporting import reports
+    from archiver.reporting.render import records
+
     rows = _read(database_url, reports.failures)
     columns = _columns(reports.FailureRow)
     shown = [c for c in columns if c not in NAME_AND_VERSION]
@@ -222,6 +237,9 @@ def report_failures(fmt: str, database_url: str | None) -> None:
 @settings_options("report as-of")
 def report_as_of(timestamp: datetime, fmt: str, database_url: str | None) -> None:
     """Every job's status, cost and progress as archived at TIMESTAMP (UTC unless it says)."""
+    from archiver.reporting import reports
+    from archiver.reporting.render import records
+
     rows = _read(database_url, reports.as_of, timestamp)
     title = f"jobs as of {timestamp.strftime('%Y-%m-%d %H:%M:%S.%f')} UTC"
     columns = _columns(reports.AsOfRow)
@@ -243,6 +261,8 @@ def report_html(
 ) -> None:
     """One self-contained HTML page: cost per day by workflow, jobs by status over time, and the
     top failing blocks. It opens offline: inline SVG and style, nothing fetched."""
+    from archiver.reporting import html_report
+
     _check_period(since, until)
     page = _read(database_url, html_report.build_page, since, until)
     output.write(page)

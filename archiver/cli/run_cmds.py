@@ -8,7 +8,7 @@ import click
 
 from archiver.cli.common import Abort, cli, reported_errors, settings_options
 from archiver.cli.sync_cmds import api_settings
-from archiver.polling import logs
+from archiver.polling import logs  # light: the standard library's logging
 
 
 @cli.command()

@@ -5,26 +5,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from archiver.api.client import ApiClient
 from archiver.cli.common import (
     Abort,
     build_settings,
     cli,
     echo_line,
+    group_database_url,
     open_archive,
     reported_errors,
     settings_options,
 )
 from archiver.config import Settings
-from archiver.polling import malloc
-from archiver.polling.failures import unusable_message
-from archiver.polling.sync import JobOutcome, SyncPass, SyncSummary, job_log
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from archiver.polling.sync import JobOutcome, SyncSummary
+from archiver.wording import counted
 
 
 def api_settings(**flags: Any) -> Settings:
@@ -44,6 +45,11 @@ def run_pass(
     on_job: Callable[[JobOutcome], None] | None = None,
 ) -> SyncSummary:
     """One sync pass with the settings' client, policy and classifier."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from archiver.api.client import ApiClient
+    from archiver.polling.sync import SyncPass
+
     with (
         open_archive(settings) as sessions,
         ApiClient(settings) as client,
@@ -79,6 +85,11 @@ def run_pass(
 @settings_options("sync")
 def sync(everything: bool, database_url: str | None, **flags: Any) -> None:
     """One pass: fetch every due tracked job once, archive it, print a summary."""
+    from rich.console import Console
+
+    from archiver.polling import malloc
+    from archiver.polling.failures import unusable_message
+
     settings = api_settings(database_url=database_url, **flags)
     malloc.return_large_blocks()  # fetch threads and the writer each free large payloads
     console = Console(stderr=True)
@@ -134,6 +145,8 @@ class FailedJobs:
 
     @contextmanager
     def printing(self) -> Iterator[None]:
+        from archiver.polling.sync import job_log
+
         quiet = logging.NullHandler()
         job_log.addHandler(quiet)  # a handler, so the last-resort one does not print them
         propagate, job_log.propagate = job_log.propagate, False
@@ -188,7 +201,7 @@ def simulate(
         server = simulator.serve(host, port)
     if ids_file:
         simulator.write_ids_csv(ids_file)
-    click.echo(f"simulating {jobs} jobs at {server.url} (Ctrl-C to stop)")
+    click.echo(f"simulating {counted(jobs, 'job')} at {server.url} (Ctrl-C to stop)")
     click.echo(f"  export PIXXEL_API_URL={server.url} PIXXEL_API_KEY={key}")
     if ids_file:
         click.echo(f"  archiver track --file {ids_file} && archiver sync")
@@ -198,19 +211,36 @@ def simulate(
         pass
     finally:
         server.stop()
-        click.echo(f"served {server.request_count} requests", err=True)
+        click.echo(f"served {counted(server.request_count, 'request')}", err=True)
 
 
 @cli.command()
 @click.option("--seconds", default=35.0, show_default=True, help="How long to run sync passes.")
 @click.option("--jobs", default=50, show_default=True, help="Number of simulated jobs.")
-@settings_options("demo")
+@click.option(
+    "--database-url",
+    default=None,
+    help="Archive into this database (it must track no jobs) instead of a fresh "
+    "./archiver-demo.db; ARCHIVER_DATABASE_URL is not used.",
+)
 def demo(seconds: float, jobs: int, database_url: str | None) -> None:
-    """The whole product on the embedded default (SQLite), no key or setup: a live simulation."""
-    from archiver.sim.demo import run_live_demo
+    """The whole product on SQLite, no key or setup: a live simulation into ./archiver-demo.db.
 
-    settings = build_settings(database_url=database_url)
-    with reported_errors(settings):
-        failed = run_live_demo(settings.database_url, Console(), jobs=jobs, seconds=seconds)
+    The file is replaced at each run; the default archive (./archiver.db) and
+    ARCHIVER_DATABASE_URL's are never touched.
+    """
+    from rich.console import Console
+
+    from archiver.sim.demo import fresh_demo_url, run_live_demo
+
+    with reported_errors():
+        url = database_url if database_url is not None else group_database_url()
+        if url is None:
+            url = fresh_demo_url()
+            click.echo(
+                "The demo archives into ./archiver-demo.db, a fresh file each run; the default "
+                "archive (./archiver.db, ARCHIVER_DATABASE_URL) is not touched."
+            )
+        failed = run_live_demo(url, Console(), jobs=jobs, seconds=seconds)
     if failed:
         raise SystemExit(1)

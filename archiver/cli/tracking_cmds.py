@@ -12,7 +12,6 @@ from typing import Any
 
 import click
 
-from archiver.archive.changelog import as_text
 from archiver.cli.common import (
     Abort,
     build_settings,
@@ -22,8 +21,7 @@ from archiver.cli.common import (
     open_archive,
     settings_options,
 )
-from archiver.polling import tracking
-from archiver.reporting.render import Grid, show
+from archiver.wording import counted
 
 TRACKED_COLUMNS = (
     "workflow_id",
@@ -51,6 +49,8 @@ def track(
     workflow_id: str | None, job_id: str | None, path: str | None, database_url: str | None
 ) -> None:
     """Start tracking one job, or every job in a file; tracking a paused job resumes it."""
+    from archiver.polling import tracking
+
     if path is None and (workflow_id is None or job_id is None):
         raise click.UsageError("give WORKFLOW_ID JOB_ID, or --file F")
     if path is not None and workflow_id is not None:
@@ -77,8 +77,8 @@ def track(
     with open_archive(settings) as sessions, sessions.begin() as session:
         started = tracking.track(session, pairs, datetime.now(UTC))
     click.echo(
-        f"tracking {len(pairs)} jobs ({started} new or resumed, "
-        f"{len(pairs) - started} already tracked); {len(errors)} bad lines"
+        f"tracking {counted(len(pairs), 'job')} ({started} new or resumed, "
+        f"{len(pairs) - started} already tracked); {counted(len(errors), 'bad line')}"
     )
     if errors:
         raise SystemExit(1)
@@ -90,6 +90,8 @@ def track(
 @settings_options("untrack")
 def untrack(workflow_id: str, job_id: str, database_url: str | None) -> None:
     """Stop polling a job; its archive is kept."""
+    from archiver.polling import tracking
+
     settings = build_settings(database_url=database_url)
     with open_archive(settings) as sessions, sessions.begin() as session:
         found = tracking.untrack(session, workflow_id, job_id)
@@ -108,8 +110,11 @@ def untrack(workflow_id: str, job_id: str, database_url: str | None) -> None:
 @settings_options("tracked")
 def tracked(state: str | None, fmt: str, database_url: str | None) -> None:
     """List tracked jobs with their polling state."""
+    from archiver.polling import tracking
+    from archiver.reporting.render import Grid, show
+
     settings = build_settings(database_url=database_url)
-    with open_archive(settings) as sessions, sessions() as session:
+    with open_archive(settings, read_only=True) as sessions, sessions() as session:
         rows = tracking.list_tracked(session, state)
     records = [{c: _plain(row[c]) for c in TRACKED_COLUMNS} for row in rows]
     if fmt == "json":
@@ -122,8 +127,10 @@ def tracked(state: str | None, fmt: str, database_url: str | None) -> None:
         click.echo(out.getvalue(), nl=False)
     else:
         table_rows = [[row[c] for c in TRACKED_COLUMNS] for row in rows]
-        show(Grid(f"{len(records)} tracked jobs", TRACKED_COLUMNS, table_rows))
+        show(Grid(counted(len(records), "tracked job"), TRACKED_COLUMNS, table_rows))
 
 
 def _plain(value: Any) -> Any:
+    from archiver.archive.changelog import as_text
+
     return as_text(value) if isinstance(value, datetime) else value

@@ -297,7 +297,7 @@ class Daemon:
         if time.monotonic() - checked_at < self.db_check_cache_seconds:
             return problem
         try:
-            db.check_schema(self.engine)
+            db.check_schema(self.engine, self.settings.database_url)
             problem = None
         except ArchiverError as exc:
             problem = str(exc)
@@ -335,7 +335,7 @@ class Daemon:
         """Block until SIGINT/SIGTERM; returns the exit status."""
         malloc.return_large_blocks()  # fetch threads and the writer each free large payloads
         self.lock_sqlite()
-        db.check_schema(self.engine)
+        db.check_schema(self.engine, self.settings.database_url)
         # a statement still running when its job's lease is over waits on a database that
         # stopped answering: cut it, so the pass fails and the next one starts afresh
         self._watchdog = StallWatchdog(self.engine, self.settings.lease_duration()).start()

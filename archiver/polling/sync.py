@@ -37,6 +37,7 @@ from archiver.errors import ApiError, ArchiverError, AuthenticationError, Payloa
 from archiver.polling import failures, leases, tracking
 from archiver.polling.leases import Claim, LeaseLost
 from archiver.statuses import StatusClassifier
+from archiver.wording import counted
 
 log = logging.getLogger("archiver.sync")
 # one line per failed job, apart from the pass's own lines: ``archiver sync`` prints those
@@ -100,10 +101,10 @@ class SyncSummary:
         rate = self.due / self.seconds if self.seconds else 0.0
         lost = f", lost lease {c['lost']}" if c["lost"] else ""
         return (
-            f"sync: {self.due} due jobs in {self.seconds:.1f}s ({rate:.0f}/s): archived "
+            f"sync: {counted(self.due, 'due job')} in {self.seconds:.1f}s ({rate:.0f}/s): archived "
             f"{self.archived} (new {c['new']}, changed {c['changed']}), unchanged "
             f"{c['unchanged']}, stale {c['stale']}, failed {c['failed']}, skipped {c['skipped']}"
-            f"{lost}; {self.changes} changes recorded"
+            f"{lost}; {counted(self.changes, 'change')} recorded"
         )
 
     def failures_line(self) -> str:

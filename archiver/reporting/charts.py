@@ -14,6 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 WIDTH = 920
+# what a value counts: one word for any number ("cost"), or for one and for many ("job", "jobs")
+Unit = str | tuple[str, str]
+
 PALETTE = (
     "#4e79a7",
     "#f28e2b",
@@ -39,6 +42,12 @@ def esc(text: object) -> str:
     """Text for an element or a double- or single-quoted attribute; a character XML cannot hold
     (a control character in a block name, say) is shown as U+FFFD instead of breaking the SVG."""
     return html.escape(_NOT_XML.sub("\ufffd", str(text)), quote=True)
+
+
+def _unit(unit: Unit, value: int | float) -> str:
+    if isinstance(unit, str):
+        return unit
+    return unit[0] if value == 1 else unit[1]
 
 
 def number(value: int | float) -> str:
@@ -93,7 +102,7 @@ def _legend(series: Sequence[Series], y: int) -> tuple[list[str], int]:
 
 
 def stacked_bars(
-    chart_id: str, title: str, categories: Sequence[str], series: Sequence[Series], unit: str
+    chart_id: str, title: str, categories: Sequence[str], series: Sequence[Series], unit: Unit
 ) -> str:
     """One bar per category, a segment per series: positives stack up from 0, negatives down."""
     plot_top, plot_height, left, right = 30, 240, 110, WIDTH - 20
@@ -140,7 +149,7 @@ def stacked_bars(
                 f' height="{max(y2 - y1, 1.0):.1f}" fill="{s.color}"'
                 f' data-category="{esc(category)}" data-series="{esc(s.name)}"'
                 f' data-value="{value}"><title>{esc(category)} · {esc(s.name)}: '
-                f"{esc(number(value))} {esc(unit)}</title></rect>"
+                f"{esc(number(value))} {esc(_unit(unit, value))}</title></rect>"
             )
         if i % every == 0:
             cx, cy = x + bar / 2, plot_top + plot_height + 14
@@ -159,7 +168,7 @@ def stacked_bars(
 
 
 def horizontal_bars(
-    chart_id: str, title: str, labels: Sequence[str], values: Sequence[int], unit: str
+    chart_id: str, title: str, labels: Sequence[str], values: Sequence[int], unit: Unit
 ) -> str:
     """One bar per label, longest first as given, the value written at the end of each bar."""
     left, right, row = 250, WIDTH - 80, 24
@@ -174,7 +183,7 @@ def horizontal_bars(
             f"<title>{esc(label)}</title></text>"
             f'<rect class="bar" x="{left}" y="{y}" width="{length:.1f}" height="{row - 6}"'
             f' fill="{PALETTE[3]}" data-category="{esc(label)}" data-value="{value}">'
-            f"<title>{esc(label)}: {esc(number(value))} {esc(unit)}</title></rect>"
+            f"<title>{esc(label)}: {esc(number(value))} {esc(_unit(unit, value))}</title></rect>"
             f'<text x="{left + length + 6:.1f}" y="{y + 14}" font-size="12">'
             f"{esc(number(value))}</text>"
         )

@@ -2,7 +2,9 @@
 
 PostgreSQL gets USAGE on the archive's schema, SELECT on every table and view in it, and
 default privileges so the tables and views of later migrations are readable too (they apply to
-objects created by the user running this, so run it as the user that runs the migrations).
+objects created by the user running this, so run it as the user that runs the migrations); and
+the role's sessions start read-only (``default_transaction_read_only``), a second guard should a
+write privilege be granted to it by mistake later, as the manual SQL in docs/reporting.md does.
 MariaDB/MySQL users and grants are usually an administrator's business, so for them the
 statement is only spelled out; SQLite has no users at all.
 """
@@ -32,6 +34,7 @@ class NotPostgresError(GrantError):
 def postgres_reader_grants(schema: str, role: str, quote: Callable[[str], str]) -> list[str]:
     s, r = quote(schema), quote(role)
     return [
+        f"ALTER ROLE {r} SET default_transaction_read_only = on",
         f"GRANT USAGE ON SCHEMA {s} TO {r}",
         f"GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {r}",
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT SELECT ON TABLES TO {r}",

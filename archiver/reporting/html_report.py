@@ -26,6 +26,7 @@ from archiver.models import Job, JobVersion, Task
 from archiver.reporting import reports
 from archiver.reporting.charts import Series, colors, esc, horizontal_bars, number, stacked_bars
 from archiver.statuses import CLASSES
+from archiver.wording import counted
 
 MAX_DAYS = 120  # of the status chart: the most recent ones (one small query per day)
 TOP_WORKFLOWS = 8  # drawn apart in the cost chart; the others are summed into one series
@@ -194,7 +195,7 @@ def _cost_section(rows: list[reports.DailyCostRow]) -> str:
         totals[r.workflow_id] += abs(r.cost)
     ranked = sorted(totals, key=lambda w: (-totals[w], w))
     shown, rest = ranked[:TOP_WORKFLOWS], ranked[TOP_WORKFLOWS:]
-    other = f"{len(rest)} other workflows" if rest else ""
+    other = counted(len(rest), "other workflow") if rest else ""
     names = shown + ([other] if rest else [])
     cells: dict[tuple[str, str], int] = defaultdict(int)
     for r in rows:
@@ -229,7 +230,7 @@ def _status_section(days: list[StatusDay], cut: bool) -> str:
         for k, c in zip(classes, palette, strict=True)
     ]
     chart = (
-        stacked_bars("status", "Jobs in each status class", labels, series, "jobs")
+        stacked_bars("status", "Jobs in each status class", labels, series, ("job", "jobs"))
         if days
         else None
     )
@@ -247,7 +248,9 @@ def _failure_section(blocks: list[BlockFailures]) -> str:
     top = blocks[:TOP_BLOCKS]
     labels, values = [b.block for b in top], [b.failed_tasks for b in top]
     chart = (
-        horizontal_bars("failures", "Failed tasks by block", labels, values, "failed tasks")
+        horizontal_bars(
+            "failures", "Failed tasks by block", labels, values, ("failed task", "failed tasks")
+        )
         if top
         else None
     )

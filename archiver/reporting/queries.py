@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from archiver.models import Job, JobChange
+from archiver.models import Job, JobChange, TrackedJob
 
 
 @dataclass(frozen=True)
@@ -41,3 +41,12 @@ def job_history(session: Session, workflow_id: str, job_id: str) -> list[ChangeR
 def jobs_by_status(session: Session) -> dict[str, int]:
     rows = session.execute(select(Job.status_class, func.count()).group_by(Job.status_class))
     return {str(status or "none"): int(n or 0) for status, n in rows}
+
+
+def tracked_state(session: Session, workflow_id: str, job_id: str) -> str | None:
+    """The job's polling state (active, settled, …), None when it was never tracked."""
+    return session.scalar(
+        select(TrackedJob.state).where(
+            TrackedJob.workflow_id == workflow_id, TrackedJob.job_id == job_id
+        )
+    )

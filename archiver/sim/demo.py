@@ -1,5 +1,11 @@
 """``archiver demo``: the whole product in under a minute, on SQLite, with no key or setup.
 
+It archives into a file of its own, ``./archiver-demo.db``, replaced at each run: never the default
+archive ``./archiver.db`` nor ``ARCHIVER_DATABASE_URL``'s, so simulated jobs cannot end up in a
+real archive, and a second run does not inherit the first run's jobs (which have vanished with
+their simulator: 404s, and a cost table over both runs). ``--database-url`` chooses another
+database explicitly; it must hold no tracked jobs.
+
 It runs the real thing against the local simulator: migrations, tracking, the same sync passes
 ``archiver sync`` runs (HTTP client, store, history), on a fast schedule, with a live view; then a
 cost report and one job's change history, and the SQL to explore further.
@@ -10,6 +16,7 @@ from __future__ import annotations
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -20,8 +27,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from archiver import db
 from archiver.api.client import ApiClient
 from archiver.audit.verify import verify
-from archiver.config import Settings
-from archiver.models import Job, JobChange
+from archiver.config import Settings, mask_url
+from archiver.errors import ConfigError
+from archiver.models import Job, JobChange, TrackedJob
 from archiver.polling import malloc, tracking
 from archiver.polling.sync import SyncPass, SyncSummary
 from archiver.reporting import reports
@@ -29,13 +37,24 @@ from archiver.reporting.queries import job_history, jobs_by_status
 from archiver.reporting.render import Grid, history_grid, show
 from archiver.sim.simulator import Simulator
 from archiver.statuses import CLASSES
+from archiver.wording import counted
 
+DEMO_FILE = "archiver-demo.db"
 PASS_INTERVAL = 2.0
 SHOWN_FIELDS = ("status", "progress", "cost", "finished_at")
 EXPLORE_SQL = (
     "select observed_at, job_id, old_value, new_value from job_changes where field = 'cost' "
     "order by observed_at"
 )
+
+
+def fresh_demo_url(folder: Path | None = None) -> str:
+    """The demo's own SQLite file in ``folder`` (the current one), emptied: any earlier run's
+    file, and its WAL and shared-memory companions, are removed first."""
+    path = (folder or Path()) / DEMO_FILE
+    for leftover in (path, path.with_name(f"{DEMO_FILE}-wal"), path.with_name(f"{DEMO_FILE}-shm")):
+        leftover.unlink(missing_ok=True)
+    return f"sqlite:///{path}"
 
 
 def _simulator(jobs: int, seconds: float) -> Simulator:
@@ -79,6 +98,11 @@ def run_live_demo(
     db.upgrade(database_url)
     engine = db.make_engine(database_url)
     sessions = db.session_factory(engine)
+    try:
+        _check_empty(sessions, database_url)
+    except ConfigError:
+        engine.dispose()
+        raise
     with simulator.serve() as server:
         settings = Settings(
             api_key=simulator.api_key,
@@ -92,7 +116,7 @@ def run_live_demo(
             request_deadline=10.0,
         )
         console.print(
-            f"Simulating {jobs} jobs at {server.url}; archiving into "
+            f"Simulating {counted(jobs, 'job')} at {server.url}; archiving into "
             f"{settings.masked_database_url()} for {seconds:.0f}s."
         )
         with sessions.begin() as session:
@@ -115,6 +139,19 @@ def run_live_demo(
     return last.failed if last else 0
 
 
+def _check_empty(sessions: sessionmaker[Session], database_url: str) -> None:
+    """An archive chosen with --database-url must not be a real one, nor an earlier demo's: its
+    jobs would be polled against a simulator that never heard of them."""
+    with sessions() as session:
+        tracked = session.scalar(select(func.count()).select_from(TrackedJob)) or 0
+    if tracked:
+        raise ConfigError(
+            f"{mask_url(database_url)} already tracks {tracked} "
+            f"job{'' if tracked == 1 else 's'}: the demo needs an archive of its own "
+            f"(leave out --database-url for a fresh ./{DEMO_FILE})"
+        )
+
+
 def _report(
     console: Console, sessions: sessionmaker[Session], database_url: str, requests: int
 ) -> None:
@@ -123,7 +160,7 @@ def _report(
         costs = reports.cost_by(session, "workflow")
         show(
             Grid(
-                f"cost by workflow ({requests} API requests served)",
+                f"cost by workflow ({counted(requests, 'API request')} served)",
                 ("workflow", "jobs", "cost"),
                 [(c.group, c.jobs, c.cost) for c in costs],
             ),
@@ -152,5 +189,8 @@ def _report(
             f"Tamper evidence: {integrity.line()} (archiver verify; see docs/audit.md)",
             soft_wrap=True,
         )
-    path = database_url.removeprefix("sqlite:///")
-    console.print(f'Explore with SQL: sqlite3 {path} "{EXPLORE_SQL}"', soft_wrap=True)
+    if database_url.startswith("sqlite:///"):
+        path = database_url.removeprefix("sqlite:///")
+        console.print(f'Explore with SQL: sqlite3 {path} "{EXPLORE_SQL}"', soft_wrap=True)
+    else:
+        console.print(f"Explore with SQL: {EXPLORE_SQL}", soft_wrap=True)

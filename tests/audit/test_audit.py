@@ -274,7 +274,7 @@ def test_verify_cli_names_the_break_and_exits_non_zero(db_url: str) -> None:
         bad = CliRunner().invoke(cli, ["verify", "--database-url", db_url])
         assert bad.exit_code == 1
         assert "job_changes row" in bad.stdout and "edited" in bad.stdout
-        assert "1 breaks" in bad.stdout
+        assert "1 break\n" in bad.stdout
         checked = CliRunner().invoke(cli, ["verify", "--against", digest, "--database-url", db_url])
         assert checked.exit_code == 1 and "anchor " in checked.stdout
     finally:
@@ -420,8 +420,8 @@ def test_dry_run_reports_what_a_rebuild_would_change(db_url: str) -> None:
         before = run_verify(sessions)
         changed = CliRunner().invoke(cli, ["rebuild", "--dry-run", "--database-url", db_url])
         assert changed.exit_code == 1
-        assert "would differ for 1 jobs" in changed.stdout
-        assert "jobs: 1 rows only here, 1 only in the rebuild" in changed.stdout
+        assert "would differ for 1 job:" in changed.stdout
+        assert "jobs: 1 row only here, 1 only in the rebuild" in changed.stdout
         assert "job wf-1/job-a" in changed.stdout
         # a dry run changes nothing
         assert [b.line() for b in run_verify(sessions).breaks] == [b.line() for b in before.breaks]

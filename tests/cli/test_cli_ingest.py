@@ -193,5 +193,5 @@ def test_a_broken_pretty_printed_file_is_one_failure(tmp_path: Path, db_url: str
     )
     result = CliRunner().invoke(cli, ["ingest", str(path), "--database-url", db_url])
     assert result.exit_code == 1
-    assert "1 payloads: archived 0" in result.stdout
+    assert "1 payload: archived 0" in result.stdout
     assert "NaN" in result.stderr

@@ -576,3 +576,32 @@ def test_grant_reader(db_url: str) -> None:
             conn.exec_driver_sql(f"DROP OWNED BY {role}")  # its privileges, then the role
             conn.exec_driver_sql(f"DROP ROLE {role}")
         engine.dispose()
+
+
+def test_a_granted_readers_sessions_cannot_write(db_url: str) -> None:
+    """As the docs' manual SQL: the role's own sessions start read-only, so even a write privilege
+    granted to it by mistake later does not let a BI tool write."""
+    if make_url(db_url).get_backend_name() != "postgresql":
+        pytest.skip("roles and grant-reader are PostgreSQL's")
+    role = f"r_{uuid.uuid4().hex[:10]}"
+    engine = db.make_engine(db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+    reader = db.make_engine(make_url(db_url).set(username=role, password=None))
+    try:
+        code, out, err = run("db", "grant-reader", role, "--database-url", db_url)
+        assert code == 0, err
+        assert f"ALTER ROLE {role} SET default_transaction_read_only = on;" in out
+        with engine.begin() as conn:  # the mistake the setting guards against
+            conn.exec_driver_sql(f"GRANT INSERT ON sync_runs TO {role}")
+        with reader.connect() as conn:
+            assert conn.exec_driver_sql("SHOW default_transaction_read_only").scalar() == "on"
+            assert conn.exec_driver_sql("SELECT count(*) FROM sync_runs").scalar() == 0
+            with pytest.raises(DBAPIError, match="read-only transaction"):
+                conn.exec_driver_sql("INSERT INTO sync_runs (kind, started_at) VALUES ('x', now())")
+    finally:
+        reader.dispose()
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        engine.dispose()
