@@ -117,7 +117,8 @@ def run_live_demo(
         )
         console.print(
             f"Simulating {counted(jobs, 'job')} at {server.url}; archiving into "
-            f"{settings.masked_database_url()} for {seconds:.0f}s."
+            f"{settings.masked_database_url()} for {seconds:.0f}s.",
+            soft_wrap=True,
         )
         with sessions.begin() as session:
             tracking.track(session, simulator.job_ids(), datetime.now(UTC))
