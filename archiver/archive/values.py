@@ -302,8 +302,11 @@ def parse_duration(raw: Any) -> Parsed[Decimal]:
         text = raw.strip()
         if len(text) > 64:  # no real duration is this long; the readers are not linear in it
             return Parsed(None, "unreadable duration")
-        negative = text.startswith("-")
-        body = text.lstrip("+-")
+        sign = text[:1] if text[:1] in ("+", "-") else ""
+        negative = sign == "-"
+        body = text[len(sign) :]
+        if body[:1] in ("+", "-"):  # one sign at most: "+-5" or "--5" is no duration
+            return Parsed(None, "unreadable duration")
         seconds = read_number(body) if _DECIMAL_RE.match(body) else None
         for reader in (_go_duration, _iso_upper, _clock_duration):
             if seconds is not None:

@@ -6,8 +6,10 @@ version of the job and of each task, each task's presence and each validation er
 the change log. The rules are those of the archiving plan (``archiver.archive.plan``):
 
 * ``jobs``: a row needs a history (a forged row has none: ``inserted``); its state columns and
-  ``version`` equal its last ``job_versions`` row. (A row missing while history remains is found
-  when the job's keys are listed.)
+  ``version`` equal its last ``job_versions`` row; ``first_seen_at`` is version 1's
+  ``valid_from``, ``last_changed_at`` the last change's ``observed_at`` (later changes are dated
+  from it) and ``payload_sha256`` the last applied snapshot's. (A row missing while history
+  remains is found when the job's keys are listed.)
 * ``tasks``: exactly one row per task with ``task_versions``, equal to its last version, with
   ``removed_at`` set exactly when the last ``presence`` change says ``removed``, to its time.
 * ``task_dependencies``: archiving rewrites the edges of the tasks a payload lists to that
@@ -55,6 +57,15 @@ def _check_job(walk: JobWalk, has_history: bool) -> None:
         return
     last = walk.job_version
     differ = _differ(head, last.row, JOB_FIELDS) if last is not None else []
+    differ += [
+        name
+        for name, expected in (
+            ("first_seen_at", walk.first_valid_from),
+            ("last_changed_at", walk.last_change_at or walk.first_valid_from),
+            ("payload_sha256", walk.last_applied_sha),
+        )
+        if expected is not None and as_text(head[name]) != as_text(expected)
+    ]
     if differ:
         detail = f"the current row differs from its last version in {', '.join(differ)}"
         flags.add(("jobs", head["id"]), CURRENT, "jobs", head["id"], "edited", detail)

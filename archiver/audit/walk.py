@@ -272,6 +272,11 @@ class JobWalk:
     snapshots: int = 0
     last: tuple[int, str] | None = None  # (chain_seq, row_sha256) of the last row walked
     job_version: Version | None = None
+    # what the jobs row's own bookkeeping must say: the archiving plan dates every later change
+    # from last_changed_at, so a forged one would shift the dates of all later history
+    first_valid_from: datetime | None = None  # version 1's: the row's first_seen_at
+    last_change_at: datetime | None = None  # the last change row's: the row's last_changed_at
+    last_applied_sha: str | None = None  # the last applied snapshot's: the row's payload_sha256
     task_trails: dict[str, TaskTrail] = field(default_factory=dict)
     error_trails: dict[str, ErrorTrail] = field(default_factory=dict)
     _expected: tuple[str, int] = (GENESIS, 1)  # the link and position the next row should have
@@ -314,7 +319,10 @@ class JobWalk:
         elif name == "task_versions":
             self._task_version(row)
         elif name == "job_changes":
+            self.last_change_at = row["observed_at"]
             self._change(row)
+        elif row["applied"]:  # a snapshot the job's state was taken from
+            self.last_applied_sha = row["sha256"]
 
     def _link(self, name: str, row: Row, content_ok: bool) -> None:
         expected_prev, expected_seq = self._expected
@@ -365,6 +373,8 @@ class JobWalk:
         self._table_last[name] = (row["id"], row["chain_seq"])
 
     def _job_version(self, row: Row) -> None:
+        if row["version"] == 1:
+            self.first_valid_from = row["valid_from"]
         if self.job_version is not None:
             self._closing("job_versions", self.job_version, row, None)
         self.job_version = _version(row)

@@ -67,11 +67,19 @@ def bounded(parser: Callable[[Any], Parsed[Any]], raw: Any) -> Parsed[Any]:
     """``parser(raw)``, asserting it returned a Parsed and allocated within the work budget."""
     # a few copies of a string are linear work (strip, json.dumps, encode); nothing else may grow
     budget = WORK_BUDGET + (4 * sys.getsizeof(raw) if isinstance(raw, str) else 0)
-    before = tracemalloc.get_traced_memory()[0]
-    tracemalloc.reset_peak()
-    parsed = parser(raw)
-    peak = tracemalloc.get_traced_memory()[1] - before
+    # tracemalloc counts every thread's allocations: a thread left running by another test (a
+    # server, a pool) can allocate during one call. A parser's own work is the same each time,
+    # so the least of three measurements is its own; a real overrun repeats every time.
+    peaks = []
+    for _ in range(3):
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        parsed = parser(raw)
+        peaks.append(tracemalloc.get_traced_memory()[1] - before)
+        if peaks[-1] <= budget:
+            break
     assert isinstance(parsed, Parsed)
+    peak = min(peaks)
     assert peak <= budget, f"{getattr(parser, '__name__', parser)} allocated {peak} bytes"
     return parsed
 

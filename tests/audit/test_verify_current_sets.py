@@ -233,6 +233,17 @@ def _edit_job_version_number(s: sessionmaker[Session]) -> tuple[str, str]:
     return "jobs", "edited"
 
 
+def _job_column(**values: Any) -> Callable[[sessionmaker[Session]], tuple[str, str]]:
+    """Review defect: the row's own bookkeeping went unchecked, and the plan dates every later
+    change from ``last_changed_at``, so a forged one shifted later history without a break."""
+
+    def tamper(s: sessionmaker[Session]) -> tuple[str, str]:
+        execute(s, update(JOBS).where(JOBS.c.job_id == "job-a").values(**values))
+        return "jobs", "edited"
+
+    return tamper
+
+
 TAMPERINGS: dict[str, Callable[[sessionmaker[Session]], tuple[str, str]]] = {
     "delete a task": _delete_task,
     "delete a removed task": _delete_removed_task,
@@ -255,6 +266,9 @@ TAMPERINGS: dict[str, Callable[[sessionmaker[Session]], tuple[str, str]]] = {
     "delete a job's row": _delete_job_row,
     "edit a job": _edit_job,
     "edit a job's version": _edit_job_version_number,
+    "edit a job's last_changed_at": _job_column(last_changed_at=datetime(2030, 1, 1, tzinfo=UTC)),
+    "edit a job's first_seen_at": _job_column(first_seen_at=T0 - timedelta(days=1)),
+    "edit a job's payload_sha256": _job_column(payload_sha256="0" * 64),
 }
 
 

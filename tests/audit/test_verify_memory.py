@@ -57,7 +57,13 @@ def grow(sessions: sessionmaker[Session], job_id: str, rows: int) -> None:
                 batch = []
         if batch:
             session.execute(insert(CHANGES), batch)
-        session.execute(update(JOBS).where(JOBS.c.job_id == job_id).values(**chain.head_columns()))
+        # the row's bookkeeping follows its history, as archiving would leave it
+        last_change = T0 + timedelta(seconds=rows)
+        session.execute(
+            update(JOBS)
+            .where(JOBS.c.job_id == job_id)
+            .values(**chain.head_columns(), last_changed_at=last_change)
+        )
         session.commit()
 
 
