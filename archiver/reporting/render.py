@@ -89,10 +89,10 @@ def _rich_table(grid: Grid) -> Table:
 
 
 def _plain(value: Any) -> str:
+    """As JSON and CSV spell it (a time as ``2026-10-01T10:00:00.000000Z``, the form SQLite
+    stores, so a copied time compares exactly in SQL), control characters escaped."""
     if value is None:
         return "∅"
-    if isinstance(value, datetime):
-        return time_text(value)
     return _escape(as_text(value) or "")
 
 
@@ -106,13 +106,6 @@ def _terminal(value: Any) -> str:
         cut = len(text) - SHOWN_VALUE_MAX
         text = f"{text[:SHOWN_VALUE_MAX]}… [{cut:,} more characters: --format json shows all]"
     return text
-
-
-def time_text(value: datetime) -> str:
-    """A time as the tool prints it everywhere (JSON, CSV, the change log): ISO-8601 UTC with six
-    fraction digits and ``Z``, the form SQLite stores, so a time copied into SQL compares exactly
-    (docs/reporting.md, "Time literals")."""
-    return as_text(value) or ""
 
 
 def _escape(text: str) -> str:
