@@ -153,6 +153,112 @@ class TrackedJob(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[datetime | None]
     claim_token: Mapped[int] = mapped_column(default=0)
+    # digest of the job's summary in its workflow's listJobs answer when the listing last made
+    # it due (``archiver.polling.discovery``): a summary that keeps differing from the archive in
+    # a way a fetch does not change makes the job due once, not on every pass
+    summary_sha256: Mapped[str | None] = mapped_column(SHA)
+
+
+class Workflow(Base):
+    """One workflow, as the listing endpoints describe it, and whether each pass lists its jobs.
+
+    ``state``: ``watched`` (listed every pass), ``paused`` (its listJobs kept answering 403/404;
+    ``archiver track --workflow`` resumes it), ``unwatched`` (the user stopped watching it; an
+    ``--all-workflows`` rule does not bring it back), ``known`` (seen, never watched).
+    ``watched`` is true in the first two states, for SQL that only asks that.
+    """
+
+    __tablename__ = "workflows"
+    __table_args__ = (UniqueConstraint("workflow_id"), Index(None, "state"))
+
+    id: Mapped[int] = _id()
+    workflow_id: Mapped[str] = mapped_column(ID)
+    project_id: Mapped[str | None] = mapped_column(String(255))
+    legacy_project_id: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(LongText)
+    description: Mapped[str | None] = mapped_column(LongText)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+    estimated_cost: Mapped[int | None]
+    estimated_at: Mapped[datetime | None]  # when the estimate was last asked for
+    version: Mapped[int] = mapped_column(Integer)  # its current workflow_versions row
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    last_listed_at: Mapped[datetime | None]  # its jobs' last successful listing
+    jobs_listed: Mapped[int | None] = mapped_column(Integer)  # jobs in that listing
+    watched: Mapped[bool]
+    state: Mapped[str] = mapped_column(String(16))
+    watch_source: Mapped[str | None] = mapped_column(String(16))  # "workflow" or "all"
+    watched_at: Mapped[datetime | None]
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None]
+    claim_token: Mapped[int] = mapped_column(default=0)
+
+
+class WorkflowVersion(Base):
+    """A workflow's described state over time (SCD type 2, like ``job_versions``)."""
+
+    __tablename__ = "workflow_versions"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "version"),
+        Index(None, "valid_from"),
+    )
+
+    id: Mapped[int] = _id()
+    workflow_id: Mapped[str] = mapped_column(ID)
+    version: Mapped[int] = mapped_column(Integer)
+    project_id: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(LongText)
+    description: Mapped[str | None] = mapped_column(LongText)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+    estimated_cost: Mapped[int | None]
+    valid_from: Mapped[datetime]
+    valid_to: Mapped[datetime | None]
+
+
+class WorkflowChange(Base):
+    """Append-only log of a workflow's field changes (a rename, a new estimate), like
+    ``job_changes``."""
+
+    __tablename__ = "workflow_changes"
+    __table_args__ = (
+        Index(None, "workflow_id", "observed_at"),
+        Index(None, "observed_at"),
+    )
+
+    id: Mapped[int] = _id()
+    workflow_id: Mapped[str] = mapped_column(ID)
+    field: Mapped[str] = mapped_column(String(64))
+    old_value: Mapped[str | None] = mapped_column(LongText)
+    new_value: Mapped[str | None] = mapped_column(LongText)
+    observed_at: Mapped[datetime]
+
+
+class WatchRule(Base):
+    """``archiver track --all-workflows [--project-id P]``: list every workflow the key can see
+    (``project_id`` empty) or those of one project, each pass, and watch each one found."""
+
+    __tablename__ = "watch_rules"
+    __table_args__ = (UniqueConstraint("project_id"),)
+
+    id: Mapped[int] = _id()
+    project_id: Mapped[str] = mapped_column(String(255))  # "" for every project
+    added_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16))  # "active" or "untracked"
+    last_listed_at: Mapped[datetime | None]
+    workflows_listed: Mapped[int | None] = mapped_column(Integer)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None]
+    claim_token: Mapped[int] = mapped_column(default=0)
 
 
 class Job(JobState, Base):
@@ -349,6 +455,11 @@ class SyncRun(Base):
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     problems: Mapped[int] = mapped_column(Integer, default=0)
     host: Mapped[str | None] = mapped_column(String(255))
+    # discovery (``archiver.polling.discovery``): listJobs answers read, jobs found that were
+    # not tracked, and listings that failed or carried items that could not be used
+    workflows_listed: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_discovered: Mapped[int] = mapped_column(Integer, default=0)
+    list_failed: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class SyncError(Base):
@@ -441,6 +552,10 @@ def table(model: type[Base]) -> Table:
 
 # Core handles for the hot paths, which write with Core statements rather than the ORM
 TRACKED = table(TrackedJob)
+WORKFLOWS = table(Workflow)
+WORKFLOW_VERSIONS = table(WorkflowVersion)
+WORKFLOW_CHANGES = table(WorkflowChange)
+WATCH_RULES = table(WatchRule)
 JOBS = table(Job)
 TASKS = table(Task)
 DEPS = table(TaskDependency)

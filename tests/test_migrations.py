@@ -30,6 +30,10 @@ EXPECTED_TABLES = {
     "period_statement_lines",
     "period_events",
     "chain_anchors",
+    "workflows",
+    "workflow_versions",
+    "workflow_changes",
+    "watch_rules",
     "alembic_version",
 }
 
