@@ -216,9 +216,18 @@ def _bytes(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def users(seed: int) -> list[str]:
+    """The simulated organisation's users, most active first."""
+    return ["usr-" + _hex(seed, "user", k, length=10) for k in range(len(_USER_WEIGHTS))]
+
+
+def workflow_id(seed: int, workflow: int) -> str:
+    """The id of workflow number ``workflow`` of population ``seed``."""
+    return "wf-" + _hex(seed, "wf", workflow)
+
+
 def _draw_ids(rng: random.Random, seed: int, workflows: int) -> tuple[str, str]:
-    workflow = rng.randrange(max(1, workflows))
-    return "wf-" + _hex(seed, "wf", workflow), _uuid(rng)
+    return workflow_id(seed, rng.randrange(max(1, workflows))), _uuid(rng)
 
 
 def job_ids(seed: int, index: int, *, workflows: int = 8) -> tuple[str, str]:
@@ -238,7 +247,7 @@ def _draw_dag(rng: random.Random, count: int) -> tuple[list[int], list[tuple[int
 
 
 def _draw_schedule(
-    rng: random.Random, deps: list[tuple[int, ...]], queue_delay: float
+    rng: random.Random, deps: list[tuple[int, ...]], queue_delay: float, pace: float
 ) -> tuple[list[float], list[float]]:
     """Start/end of every task: each starts after all its dependencies end, plus a dispatch lag."""
     starts: list[float] = []
@@ -248,7 +257,7 @@ def _draw_schedule(
         starts.append(begin)
         ends.append(begin + rng.uniform(30, 240))
     # Scale so the run takes 15-40 simulated minutes, whatever the DAG's shape.
-    factor = rng.uniform(15 * 60, 40 * 60) / max(ends)
+    factor = rng.uniform(15 * 60, 40 * 60) / max(ends) / pace
     return (
         [round(queue_delay + s * factor, 6) for s in starts],
         [round(queue_delay + e * factor, 6) for e in ends],
@@ -256,19 +265,25 @@ def _draw_schedule(
 
 
 def _draw_outcome(
-    rng: random.Random, starts: list[float], ends: list[float], queue_delay: float
+    rng: random.Random,
+    starts: list[float],
+    ends: list[float],
+    queue: tuple[float, float],
+    pace: float,
 ) -> tuple[str, float, int | None]:
-    """(outcome, job end, index of the failing task)."""
+    """(outcome, job end, index of the failing task); ``queue`` is (queued from, runs from)."""
+    base, queue_delay = queue
     u = rng.random()
     if u < 0.80:
-        return "completed", round(max(ends) + rng.uniform(1, 10), 6), None
+        return "completed", round(max(ends) + rng.uniform(1, 10) / pace, 6), None
     if u < 0.95:
         failing = rng.randrange(len(starts))
         at = starts[failing] + rng.uniform(0.1, 0.95) * (ends[failing] - starts[failing])
         return "failed", round(at, 6), failing
     if rng.random() < 0.2:  # a fifth of cancellations happen before the job ever runs
-        return "cancelled", round(rng.uniform(0.3, 0.95) * queue_delay, 6), None
-    return "cancelled", round(rng.uniform(queue_delay, max(ends) * 0.9), 6), None
+        at = base + rng.uniform(0.3, 0.95) * (queue_delay - base)
+        return "cancelled", round(at, 6), None
+    return "cancelled", round(rng.uniform(queue_delay, base + (max(ends) - base) * 0.9), 6), None
 
 
 def task_fraction(task: TaskPlan, eff: float) -> float:
@@ -307,8 +322,8 @@ def _build_task(
     else:
         final, failure = "cancelled", ("", "")
     ran = t_start < stop
-    inf_start = t_start + rng.uniform(0.2, 3.0)
-    inf_end = t_end - rng.uniform(0.2, 2.0)
+    inf_start = t_start + rng.uniform(0.2, 3.0) / ctx["pace"]
+    inf_end = t_end - rng.uniform(0.2, 2.0) / ctx["pace"]
     start_ts, stop_ts = timestamp_text(start, t_start), timestamp_text(start, stop)
     head = f"{start_ts[11:19]} INFO {block_name}@{version} started\n" if ran else ""
     if final == "completed":
@@ -408,8 +423,20 @@ def plan_job(
     workflows: int = 8,
     start: datetime = DEFAULT_START,
     ids: tuple[str, str] | None = None,
+    pace: float = 1.0,
+    created_at: float | None = None,
 ) -> JobPlan:
-    """Draw job ``index`` of population ``seed``. ``ids`` overrides (workflow_id, job_id)."""
+    """Draw job ``index`` of population ``seed``. ``ids`` overrides (workflow_id, job_id).
+
+    ``pace`` divides every duration (queueing, tasks, re-pricing, heartbeat), so that a simulator
+    running ``pace`` times faster than drawn can still evaluate the plan in real seconds: its
+    timestamps then never run ahead of the moment they are served, and ``time_taken`` agrees
+    with the periods an observer sees. ``created_at`` moves the whole timeline so the job is
+    created at that offset (a job appearing while a simulation runs); by default it is created
+    one to ten (drawn) minutes before the start. Neither changes anything else drawn.
+    """
+    if pace <= 0:
+        raise ValueError(f"pace must be positive, not {pace!r}")
     if not 1 <= tasks[0] <= tasks[1]:
         raise ValueError(f"tasks must be (min, max) with 1 <= min <= max, not {tasks!r}")
     if start.tzinfo is None:
@@ -419,18 +446,19 @@ def plan_job(
     workflow_id, job_id = _draw_ids(rng, seed, workflows)
     if ids is not None:
         workflow_id, job_id = ids
-    users = ["usr-" + _hex(seed, "user", k, length=10) for k in range(len(_USER_WEIGHTS))]
-    created_by = rng.choices(users, weights=_USER_WEIGHTS)[0]
-    created = -round(rng.uniform(60, 600), 6)
-    queue_delay = round(rng.uniform(5, 180), 6)
+    created_by = rng.choices(users(seed), weights=_USER_WEIGHTS)[0]
+    before = rng.uniform(60, 600) / pace
+    base = 0.0 if created_at is None else created_at + before
+    created = round(base - before, 6) if created_at is None else created_at
+    queue_delay = round(base + rng.uniform(5, 180) / pace, 6)
     blocks, deps = _draw_dag(rng, rng.randint(*tasks))
-    starts, ends = _draw_schedule(rng, deps, queue_delay)
-    outcome, end, failing = _draw_outcome(rng, starts, ends, queue_delay)
+    starts, ends = _draw_schedule(rng, deps, queue_delay, pace)
+    outcome, end, failing = _draw_outcome(rng, starts, ends, (base, queue_delay), pace)
     scene = (
         f"PX-TD-{(start + timedelta(days=-rng.randint(1, 30))):%Y%m%d}-{rng.randint(1, 9999):04d}"
     )
     ctx = {"start": start, "blocks": blocks, "deps": deps, "starts": starts, "ends": ends}
-    ctx.update(end=end, failing=failing, job_id=job_id, scene=scene)
+    ctx.update(end=end, failing=failing, job_id=job_id, scene=scene, pace=pace)
     task_plans = _draw_tasks(rng, ctx)
     val_errors = _draw_val_errors(rng, task_plans, created, (queue_delay, end))
     total_cost = max(10, round(rng.lognormvariate(6.2, 0.7)))
@@ -438,7 +466,7 @@ def plan_job(
     reprice_at: float | None = None
     repriced_cost = final_cost
     if rng.random() < 0.2 and final_cost > 0:
-        reprice_at = round(end + rng.uniform(120, 1200), 6)
+        reprice_at = round(end + rng.uniform(120, 1200) / pace, 6)
         repriced_cost = max(0, round(final_cost * (1 + rng.uniform(-0.15, 0.25))))
         repriced_cost += 1 if repriced_cost == final_cost else 0
     spec = {"version": 1, "product": rng.choice(("L1C", "L2A", "NDVI-MOSAIC", "WATER-MASK"))}
@@ -459,7 +487,7 @@ def plan_job(
         reprice_at=reprice_at,
         repriced_cost=repriced_cost,
         estimated_duration=round((max(ends) - queue_delay) * rng.uniform(0.8, 1.3)),
-        heartbeat=round(rng.uniform(15, 45), 3),
+        heartbeat=max(0.001, round(rng.uniform(15, 45) / pace, 3)),
         decimal_progress=rng.random() < 0.15,
         duration_style=rng.choices(_DURATION_STYLES, weights=(60, 25, 15))[0],
         spec=_bytes(spec),

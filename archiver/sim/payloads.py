@@ -119,11 +119,25 @@ def job_payload(plan: JobPlan, t: float, *, time_scale: float = 1.0) -> dict[str
     return payload_at(plan, state_time(plan, t, time_scale=time_scale))
 
 
-def payload_at(plan: JobPlan, eff: float, *, with_tasks: bool = True) -> dict[str, Any]:
-    """The payload at simulated instant ``eff``, which must be a ``state_time`` result.
+SUMMARY_FIELDS = (
+    "created_by",
+    "id",
+    "cost",
+    "workflow_id",
+    "created_at",
+    "updated_at",
+    "finished_at",
+    "estimated_duration",
+    "progress",
+    "status",
+    "time_taken",
+)
+"""A listJobs item's fields, in the provider's documented order."""
 
-    ``with_tasks=False`` leaves ``tasks`` empty, for callers that cache per-task fragments.
-    """
+
+def _job_fields(plan: JobPlan, eff: float) -> dict[str, Any]:
+    """The job-level fields that move with time: one computation for payloads and summaries, so
+    a list summary and the job's payload at the same instant always agree."""
     eff_ts = timestamp_text(plan.start, eff) if eff > plan.created else plan.created_ts
     if eff >= plan.end:
         status = plan.outcome
@@ -132,10 +146,10 @@ def payload_at(plan: JobPlan, eff: float, *, with_tasks: bool = True) -> dict[st
     else:
         status = "queued"
     executing = plan.started and eff >= plan.queue_delay
-    work = sum(t.work_share * task_fraction(t, eff) for t in plan.tasks)
     if status == "completed":
         progress, cost = "100%", plan.final_cost
     else:
+        work = sum(t.work_share * task_fraction(t, eff) for t in plan.tasks)
         progress = _progress_text(plan, min(work, 0.999))
         cost = (
             plan.final_cost if eff >= plan.end else accrued_cost(plan.total_cost, plan.tasks, eff)
@@ -144,9 +158,42 @@ def payload_at(plan: JobPlan, eff: float, *, with_tasks: bool = True) -> dict[st
         cost = plan.repriced_cost
     taken = (min(eff, plan.end) - plan.queue_delay) if executing else 0.0
     return {
-        "created_by": plan.created_by,
         "status": status,
         "time_taken": duration_text(plan.duration_style, taken),
+        "cost": cost,
+        "updated_at": eff_ts,
+        "finished_at": plan.end_ts if eff >= plan.end else ZERO_TIME,
+        "exec_created_at": plan.exec_start_ts if executing else ZERO_TIME,
+        "exec_updated_at": (
+            (plan.end_ts if eff >= plan.end else eff_ts) if executing else ZERO_TIME
+        ),
+        "progress": progress,
+    }
+
+
+def summary_at(plan: JobPlan, eff: float) -> dict[str, Any]:
+    """The job's listJobs item at simulated instant ``eff`` (a ``state_time`` result)."""
+    moving = _job_fields(plan, eff)
+    fixed = {
+        "created_by": plan.created_by,
+        "id": plan.job_id,
+        "workflow_id": plan.workflow_id,
+        "created_at": plan.created_ts,
+        "estimated_duration": plan.estimated_duration,
+    }
+    return {name: moving[name] if name in moving else fixed[name] for name in SUMMARY_FIELDS}
+
+
+def payload_at(plan: JobPlan, eff: float, *, with_tasks: bool = True) -> dict[str, Any]:
+    """The payload at simulated instant ``eff``, which must be a ``state_time`` result.
+
+    ``with_tasks=False`` leaves ``tasks`` empty, for callers that cache per-task fragments.
+    """
+    moving = _job_fields(plan, eff)
+    return {
+        "created_by": plan.created_by,
+        "status": moving["status"],
+        "time_taken": moving["time_taken"],
         "id": plan.job_id,
         "tasks": [task_payload(plan, task, eff) for task in plan.tasks] if with_tasks else [],
         "val_errors": [
@@ -161,15 +208,13 @@ def payload_at(plan: JobPlan, eff: float, *, with_tasks: bool = True) -> dict[st
             if v.appear <= eff < v.resolve
         ],
         "spec": list(plan.spec),
-        "cost": cost,
+        "cost": moving["cost"],
         "workflow_id": plan.workflow_id,
-        "updated_at": eff_ts,
-        "finished_at": plan.end_ts if eff >= plan.end else ZERO_TIME,
-        "exec_created_at": plan.exec_start_ts if executing else ZERO_TIME,
-        "exec_updated_at": (
-            (plan.end_ts if eff >= plan.end else eff_ts) if executing else ZERO_TIME
-        ),
+        "updated_at": moving["updated_at"],
+        "finished_at": moving["finished_at"],
+        "exec_created_at": moving["exec_created_at"],
+        "exec_updated_at": moving["exec_updated_at"],
         "created_at": plan.created_ts,
         "estimated_duration": plan.estimated_duration,
-        "progress": progress,
+        "progress": moving["progress"],
     }

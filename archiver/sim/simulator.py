@@ -1,13 +1,28 @@
 """A local fake of the Pixxel jobs endpoint, so the archiver can be demoed, tested and benchmarked
 without credentials, network access or a provider's rate limits.
 
-It serves ``GET /v0/workflows/{workflow_id}/jobs/{job_id}`` for a seeded population of
-``archiver.sim.jobgen`` jobs whose lifecycles advance with an injectable clock, answers auth and
-routing errors with the documented ``{"error": {...}}`` bodies, and can inject the faults a real
-API shows (5xx, 429 with ``Retry-After``, latency, malformed 200s, dropped connections). Every
-fault decision is a hash of (seed, request path, how many times that path was asked), so a run is
-reproducible whatever the thread interleaving. It binds loopback only: it is a test double, not
-a service. Stdlib only (no requests, no SQLAlchemy), so the simulator never drags the archiver in.
+It serves, for a seeded population of ``archiver.sim.jobgen`` jobs in ``archiver.sim.workflows``
+workflows whose lifecycles advance with an injectable clock:
+
+- ``GET /v0/workflows/{workflow_id}/jobs/{job_id}`` (a job);
+- ``GET /v0/workflows?offset=&limit=&project_id=&id=&name=&created_by=&created_on=&updated_at=``
+  (listWorkflows: always a pagination block, default limit 50);
+- ``GET /v0/workflows/{workflow_id}?project_id=`` (getWorkflowsById, with ``estimated_cost``);
+- ``GET /v0/workflows/{workflow_id}/estimate`` (``{"estimated_cost": int}``);
+- ``GET /v0/workflows/{workflow_id}/jobs?status=&created_by=&id=&created_on=`` (listJobs: job
+  summaries, no pagination, equal to the job's own payload at the same instant).
+
+Time: plans are drawn ``time_scale`` times faster (``jobgen.plan_job(pace=...)``) and evaluated
+in real seconds, so every timestamp served is at most ``start`` plus the real seconds elapsed,
+and ``time_taken`` agrees with the periods an observer sees. New jobs keep appearing
+(``new_jobs_per_minute``): a job is neither listed nor served (404) before it is created.
+
+It answers auth and routing errors with the documented ``{"error": {...}}`` bodies, and can
+inject the faults a real API shows (5xx, 429 with ``Retry-After``, latency, malformed 200s,
+dropped connections) on every ``/v0/`` route. Every fault decision is a hash of (seed, request
+path, how many times that path was asked), so a run is reproducible whatever the thread
+interleaving. It binds loopback only: it is a test double, not a service. Stdlib only (no
+requests, no SQLAlchemy), so the simulator never drags the archiver in.
 """
 
 from __future__ import annotations
@@ -34,9 +49,12 @@ from typing import Any
 from urllib.parse import unquote
 
 from archiver.errors import ConfigError
-from archiver.sim import jobgen, payloads
+from archiver.sim import jobgen, listing, payloads
+from archiver.sim.events import EventTimes
+from archiver.sim.workflows import WorkflowPlan, change_every
 
 JOB_PATH_PREFIX = "/v0/workflows/"
+WORKFLOWS_PATH = "/v0/workflows"
 IDS_PATH = "/_sim/jobs"
 MALFORMED_KINDS = ("truncated", "html", "error_body", "wrong_job")
 
@@ -73,6 +91,7 @@ class _Job:
     # (state_time, body) in one attribute: a reader never pairs a new time with an old body
     state: tuple[float, bytes]
     tasks: list[tuple[str, str] | None]  # (phase, JSON) of tasks in a time-independent phase
+    summary: tuple[float, dict[str, Any], str] = (math.nan, {}, "")  # listJobs item and its JSON
 
 
 def _dumps(doc: Any) -> str:
@@ -125,11 +144,22 @@ class Simulator:
         ids: Sequence[tuple[str, str]] | None = None,
         start: datetime = jobgen.DEFAULT_START,
         cache_jobs: int = 2048,
+        new_jobs_per_minute: float = 0.0,
+        workflow_changes: float = 3600.0,
     ) -> None:
-        """``ids`` replaces the generated (workflow_id, job_id) pairs (e.g. ids needing escapes);
-        ``forbidden`` jobs answer 403 ``forbidden``; ``start`` is the payloads' time origin."""
+        """``jobs`` exist at the start; ``new_jobs_per_minute`` more appear on average each real
+        minute after it (at deterministic instants), each in one of the existing workflows.
+        ``ids`` replaces the generated (workflow_id, job_id) pairs of the starting jobs (e.g. ids
+        needing escapes); ``forbidden`` jobs answer 403 ``forbidden``; ``start`` is the instant
+        at which the simulation starts (timestamps served are never later than ``start`` plus the
+        real seconds elapsed). ``workflow_changes``: mean *simulated* seconds between a
+        workflow's renames or re-estimates (``math.inf``: never)."""
         if time_scale <= 0:
             raise ConfigError("time_scale must be positive")
+        if not 0 <= new_jobs_per_minute < math.inf:
+            raise ConfigError("new_jobs_per_minute must be a non-negative number")
+        if not workflow_changes > 0:
+            raise ConfigError("workflow_changes must be positive (math.inf: never)")
         if not 1 <= tasks[0] <= tasks[1]:
             raise ConfigError(f"tasks must be (min, max) with 1 <= min <= max, not {tasks!r}")
         self.seed = seed
@@ -138,13 +168,25 @@ class Simulator:
         self.faults = faults or Faults()
         self._clock = clock
         self._t0 = clock()
+        self.start = start
         self._plan_args: dict[str, Any] = {"tasks": tasks, "workflows": workflows, "start": start}
-        self._overrides = list(ids) if ids is not None else None
-        if self._overrides is not None:
-            self._keys = list(self._overrides)
+        self._plan_args["pace"] = time_scale
+        if ids is not None:
+            self._keys = list(ids)
         else:
             self._keys = [jobgen.job_ids(seed, i, workflows=workflows) for i in range(jobs)]
+        self._initial = len(self._keys)
         self._index = {key: i for i, key in enumerate(self._keys)}
+        generated = [jobgen.workflow_id(seed, w) for w in range(max(1, workflows))]
+        names = dict.fromkeys([w for w, _ in self._keys] if ids is not None else generated)
+        every = change_every(time_scale, workflow_changes)
+        self._workflows = {w: WorkflowPlan(seed, w, start, every) for w in names}
+        self._by_workflow: dict[str, list[int]] = {w: [] for w in self._workflows}
+        for i, (w, _) in enumerate(self._keys):
+            self._by_workflow.setdefault(w, []).append(i)
+        self.new_jobs_per_minute = new_jobs_per_minute
+        every_job = 60.0 / new_jobs_per_minute if new_jobs_per_minute > 0 else math.inf
+        self._arrivals = EventTimes(f"{seed}:arrivals", every_job)
         self.forbidden = frozenset(forbidden)
         # Plans are drawn lazily (about 1 ms each) and kept with their rendering cache for the
         # cache_jobs most recently asked jobs (about 80 KB each with 10-30 tasks).
@@ -155,21 +197,59 @@ class Simulator:
 
     # --- the population ------------------------------------------------------------------
 
-    def job_ids(self) -> list[tuple[str, str]]:
-        """(workflow_id, job_id) of every job, in population order."""
-        return list(self._keys)
+    def job_ids(self, t: float | None = None) -> list[tuple[str, str]]:
+        """(workflow_id, job_id) of every job created by now (or by ``t``), in creation order
+        of the new ones after the starting ones."""
+        return self._keys[: self._existing(self.elapsed() if t is None else t)]
+
+    def workflow_ids(self) -> list[str]:
+        """Every workflow's id, in listing order."""
+        return list(self._workflows)
+
+    def workflow(self, workflow_id: str) -> WorkflowPlan | None:
+        """The workflow's plan (its versions over time), or None for an unknown id."""
+        return self._workflows.get(workflow_id)
 
     def elapsed(self) -> float:
         """Real seconds since the population started (by the injected clock)."""
         return self._clock() - self._t0
+
+    def created_at(self, index: int) -> float:
+        """When job ``index`` is created, in real seconds after the start (negative: before)."""
+        if index < self._initial:
+            return -math.inf  # drawn at some minutes before the start: exists from the start
+        return self._arrivals.time(index - self._initial)
+
+    def _existing(self, t: float) -> int:
+        """How many jobs exist at ``t``; the index learns the ids of those that appeared."""
+        count = self._initial + self._arrivals.count_until(t)
+        if count > len(self._keys):
+            with self._lock:
+                for i in range(len(self._keys), count):
+                    key = self._new_key(i)
+                    self._keys.append(key)
+                    self._index[key] = i
+                    self._by_workflow[key[0]].append(i)
+        return count
+
+    def _new_key(self, index: int) -> tuple[str, str]:
+        """(workflow_id, job_id) of a job appearing after the start: an existing workflow."""
+        wf_ids = list(self._workflows)
+        workflow_id, job_id = jobgen.job_ids(self.seed, index, workflows=len(wf_ids))
+        if workflow_id not in self._workflows:  # the starting ids were given: pick among them
+            pick = int(hashlib.blake2b(f"{self.seed}:{index}".encode()).hexdigest(), 16)
+            workflow_id = wf_ids[pick % len(wf_ids)]
+        return workflow_id, job_id
 
     def plan(self, index: int) -> jobgen.JobPlan:
         """The plan of job ``index`` (cached; drawing one takes about a millisecond)."""
         return self._job(index).plan
 
     def _draw(self, index: int) -> jobgen.JobPlan:
-        ids = self._overrides[index] if self._overrides is not None else None
-        return jobgen.plan_job(self.seed, index, ids=ids, **self._plan_args)
+        created = None if index < self._initial else self.created_at(index)
+        return jobgen.plan_job(
+            self.seed, index, ids=self._keys[index], created_at=created, **self._plan_args
+        )
 
     def _job(self, index: int) -> _Job:
         with self._lock:
@@ -186,15 +266,23 @@ class Simulator:
                 self._jobs.popitem(last=False)
         return job
 
+    def _lookup(self, workflow_id: str, job_id: str, t: float) -> int | None:
+        """The index of a job that exists at ``t``, else None."""
+        self._existing(t)
+        index = self._index.get((workflow_id, job_id))
+        if index is None or self.created_at(index) > t:
+            return None
+        return index
+
     def payload(
         self, workflow_id: str, job_id: str, *, t: float | None = None
     ) -> dict[str, Any] | None:
-        """The job's payload now (or at ``t`` real seconds), or None for an unknown job."""
-        index = self._index.get((workflow_id, job_id))
+        """The job's payload now (or at ``t`` real seconds), or None for a job unknown then."""
+        when = self.elapsed() if t is None else t
+        index = self._lookup(workflow_id, job_id, when)
         if index is None:
             return None
-        when = self.elapsed() if t is None else t
-        return payloads.job_payload(self.plan(index), when, time_scale=self.time_scale)
+        return payloads.job_payload(self.plan(index), when)
 
     def payload_bytes(self, index: int, t: float) -> bytes:
         """The JSON body for job ``index`` at ``t``, re-rendered only when the job's state moved.
@@ -205,7 +293,7 @@ class Simulator:
         """
         entry = self._job(index)
         plan = entry.plan
-        eff = payloads.state_time(plan, t, time_scale=self.time_scale)
+        eff = payloads.state_time(plan, t)
         if entry.state[0] == eff:
             return entry.state[1]
         parts = []
@@ -224,18 +312,40 @@ class Simulator:
         entry.state = (eff, body)
         return body
 
+    def summary(self, index: int, t: float) -> tuple[dict[str, Any], str]:
+        """Job ``index``'s listJobs item at ``t`` and its JSON (cached until the state moves).
+
+        Callers must not mutate the dict. Subclasses that replace ``payload_bytes`` replace this
+        too, so that the list and the job endpoint keep agreeing."""
+        entry = self._job(index)
+        eff = payloads.state_time(entry.plan, t)
+        cached = entry.summary
+        if cached[0] == eff:
+            return cached[1], cached[2]
+        doc = payloads.summary_at(entry.plan, eff)
+        entry.summary = (eff, doc, _dumps(doc))
+        return doc, entry.summary[2]
+
+    def jobs_of(self, workflow_id: str, t: float) -> list[int]:
+        """Indexes of the workflow's jobs that exist at ``t``, oldest first."""
+        self._existing(t)
+        with self._lock:
+            indexes = list(self._by_workflow.get(workflow_id, ()))
+        return [i for i in indexes if self.created_at(i) <= t]
+
     def settle_time(self) -> float:
-        """Real seconds after the start from which no payload changes any more."""
+        """Real seconds after the start from which no starting job's payload changes any more
+        (jobs appearing later, with ``new_jobs_per_minute``, settle later)."""
         # drawn without caching, so that a large population does not flush the cache
-        last = max((self._draw(i).settled_at for i in range(len(self._keys))), default=0.0)
-        return max(0.0, last) / self.time_scale
+        last = max((self._draw(i).settled_at for i in range(self._initial)), default=0.0)
+        return max(0.0, last)
 
     def write_ids_csv(self, path: str | Path) -> None:
         """Write ``workflow_id,job_id`` lines with a header, for ``archiver track --file``."""
         with open(path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(("workflow_id", "job_id"))
-            writer.writerows(self._keys)
+            writer.writerows(self.job_ids())
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -268,9 +378,9 @@ class Simulator:
 
     def respond(self, method: str, raw_path: str, authorization: str | None) -> Response | None:
         """The answer to one request, or None to drop the connection."""
-        path = raw_path.split("?", 1)[0]
+        path, _, query = raw_path.partition("?")
         if path == IDS_PATH and method == "GET":
-            ids = [{"workflow_id": w, "job_id": j} for w, j in self._keys]
+            ids = [{"workflow_id": w, "job_id": j} for w, j in self.job_ids()]
             return Response(200, json.dumps(ids).encode())
         if not path.startswith("/v0/"):
             return _error(404, "not_found", "no such route")
@@ -285,14 +395,16 @@ class Simulator:
             headers = (("Retry-After", str(self.faults.retry_after)),)
             limited = _error(429, "rate_limited", "too many requests")
             return Response(429, limited.body, headers=headers)
-        answer, index = self._route(method, path, authorization)
-        if kind == "malformed" and answer.status == 200 and index is not None:
-            return self._malformed(answer.body, index, sub)
+        t = self.elapsed()  # one instant per request: a list and its items agree
+        answer, target = self._route(method, path, query, authorization, t)
+        if kind == "malformed" and answer.status == 200 and target is not None:
+            return self._malformed(answer.body, target, sub, t)
         return answer
 
     def _route(
-        self, method: str, path: str, authorization: str | None
-    ) -> tuple[Response, int | None]:
+        self, method: str, path: str, query: str, authorization: str | None, t: float
+    ) -> tuple[Response, _Target | None]:
+        """The answer, and what it was about (for a malformed variant of a 200)."""
         if method != "GET":
             return _error(405, "method_not_allowed", f"{method} is not allowed"), None
         auth = (authorization or "").strip()
@@ -300,26 +412,75 @@ class Simulator:
             auth = auth[7:].strip()
         if not auth or not hmac.compare_digest(auth.encode(), self.api_key.encode()):
             return _error(403, "invalid_api_key", "the API key is not valid"), None
-        parts = path[len(JOB_PATH_PREFIX) :].split("/") if path.startswith(JOB_PATH_PREFIX) else []
-        if len(parts) != 3 or parts[1] != "jobs":
-            return _error(
-                400, "bad_request", "expected /v0/workflows/{workflow_id}/jobs/{job_id}"
-            ), None
+        if path in (WORKFLOWS_PATH, JOB_PATH_PREFIX):
+            parts: list[str] = []
+        elif path.startswith(JOB_PATH_PREFIX):
+            parts = path[len(JOB_PATH_PREFIX) :].split("/")
+        else:
+            return _error(400, "bad_request", f"no route {path}"), None
         try:
-            key = (unquote(parts[0], errors="strict"), unquote(parts[2], errors="strict"))
+            parts = [unquote(p, errors="strict") for p in parts]
+            params = listing.parse_query(query)
         except UnicodeDecodeError:
             return _error(400, "bad_request", "path is not valid percent-encoded UTF-8"), None
-        if not key[0] or not key[1]:
+        except listing.BadQuery as exc:
+            return _error(400, "bad_request", str(exc)), None
+        if any(not p for p in parts):
             return _error(400, "bad_request", "workflow_id and job_id must not be empty"), None
+        try:
+            if not parts:
+                return self._list_workflows(params, t), ("workflows", "")
+            if len(parts) == 3 and parts[1] == "jobs":
+                return self._job_route(parts[0], parts[2], t)
+            workflow = self._workflows.get(parts[0])
+            if len(parts) > 2 or (len(parts) == 2 and parts[1] not in ("jobs", "estimate")):
+                return _error(
+                    400,
+                    "bad_request",
+                    "expected /v0/workflows/{workflow_id}[/estimate|/jobs[/{job_id}]]",
+                ), None
+            if workflow is None or (
+                params.get("project_id") and params["project_id"] != workflow.project_id
+            ):
+                details = {"workflow_id": parts[0]}
+                return _error(404, "not_found", "workflow not found", details), None
+            if len(parts) == 1:
+                return _json(workflow.detail_at(t)), ("workflow", workflow.id)
+            if parts[1] == "estimate":
+                doc = {"estimated_cost": workflow.version_at(t).estimated_cost}
+                return _json(doc), ("estimate", workflow.id)
+            return self._list_jobs(workflow.id, params, t), ("jobs", workflow.id)
+        except listing.BadQuery as exc:
+            return _error(400, "bad_request", str(exc)), None
+
+    def _job_route(
+        self, workflow_id: str, job_id: str, t: float
+    ) -> tuple[Response, _Target | None]:
+        key = (workflow_id, job_id)
         if key in self.forbidden:
             return _error(403, "forbidden", "no access to this workflow or job"), None
-        index = self._index.get(key)
+        index = self._lookup(workflow_id, job_id, t)
         if index is None:
-            details = {"workflow_id": key[0], "job_id": key[1]}
+            details = {"workflow_id": workflow_id, "job_id": job_id}
             return _error(404, "not_found", "job not found", details), None
-        return Response(200, self.payload_bytes(index, self.elapsed())), index
+        return Response(200, self.payload_bytes(index, t)), ("job", index)
 
-    def _malformed(self, body: bytes, index: int, sub: float) -> Response:
+    def _list_workflows(self, params: dict[str, str], t: float) -> Response:
+        keep = listing.item_filter(params, listing.WORKFLOW_FILTERS)
+        items = [item for w in self._workflows.values() if keep(item := w.item_at(t))]
+        shown, pagination = listing.page(params, items)
+        return _json({"workflows": shown, "pagination": pagination})
+
+    def _list_jobs(self, workflow_id: str, params: dict[str, str], t: float) -> Response:
+        keep = listing.item_filter(params, listing.JOB_FILTERS)
+        parts = []
+        for index in self.jobs_of(workflow_id, t):
+            doc, text = self.summary(index, t)
+            if keep(doc):
+                parts.append(text)
+        return Response(200, ('{"jobs":[' + ",".join(parts) + "]}").encode())
+
+    def _malformed(self, body: bytes, target: _Target, sub: float, t: float) -> Response:
         kind = MALFORMED_KINDS[min(int(sub * len(MALFORMED_KINDS)), len(MALFORMED_KINDS) - 1)]
         if kind == "truncated":
             return Response(200, body[: len(body) // 2])
@@ -327,12 +488,31 @@ class Simulator:
             return Response(200, _html(200, "Service Temporarily Unavailable"), "text/html")
         if kind == "error_body":
             return _error(200, "internal", "upstream returned an error", None)
-        other = (index + 1) % len(self._keys)
+        what, which = target
+        if what == "jobs":  # another workflow's jobs: items naming a workflow not asked for
+            wf_ids = list(self._workflows)
+            other_wf = wf_ids[(wf_ids.index(str(which)) + 1) % len(wf_ids)]
+            if other_wf != which:
+                return self._list_jobs(other_wf, {}, t)
+            return Response(200, body.replace(b'"workflow_id":"', b'"workflow_id":"other-'))
+        if what != "job":  # a list or a workflow: the wrong shape
+            return Response(200, b"[" + body + b"]")
+        index = int(which)
+        other = (index + 1) % self._existing(t)
         if other != index:
-            return Response(200, self.payload_bytes(other, self.elapsed()))
+            return Response(200, self.payload_bytes(other, t))
         doc = json.loads(body)
         doc["id"] = f"{doc['id']}-other"
         return Response(200, json.dumps(doc).encode())
+
+
+_Target = tuple[str, int | str]
+"""What a 200 was about: ("job", index), ("jobs" | "workflow" | "estimate", workflow id), or
+("workflows", "")."""
+
+
+def _json(doc: Any) -> Response:
+    return Response(200, _dumps(doc).encode())
 
 
 def _server_error(sub: float) -> Response:

@@ -156,7 +156,7 @@ def test_a_forbidden_job_is_403_forbidden(client: Client) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        "/v0/workflows/wf-1/jobs",
+        "/v0/workflows/wf-1/estimate/x",
         "/v0/workflows/wf-1/jobs/",
         "/v0/workflows//jobs/j-1",
         "/v0/workflows/wf-1/jobs/j-1/tasks",
@@ -215,7 +215,7 @@ def test_cached_bodies_equal_fresh_renders(cache_jobs: int) -> None:
     sim = Simulator(seed=1, jobs=12, tasks=(3, 6), cache_jobs=cache_jobs)
     for t in (0.0, 1.0, 4.0, 9.5, 20.0, 31.0, 45.0, 90.0, 90.0):
         for index in range(len(sim.job_ids())):
-            expected = payloads.job_payload(sim.plan(index), t, time_scale=sim.time_scale)
+            expected = payloads.job_payload(sim.plan(index), t)  # plans are drawn in real seconds
             assert json.loads(sim.payload_bytes(index, t)) == expected
 
 
