@@ -169,6 +169,12 @@ class FailedJobs:
 @click.option("--malformed-rate", default=0.0, help="Fraction answered with a malformed body.")
 @click.option("--drop-rate", default=0.0, help="Fraction of connections dropped unanswered.")
 @click.option("--latency", default=0.0, help="Seconds added to every request.")
+@click.option(
+    "--new-jobs-per-minute",
+    default=2.0,
+    show_default=True,
+    help="New jobs appearing in the workflows each minute (on average).",
+)
 @click.option("--ids-file", type=click.Path(dir_okay=False), help="Write the job ids as CSV here.")
 def simulate(
     host: str,
@@ -182,9 +188,12 @@ def simulate(
     malformed_rate: float,
     drop_rate: float,
     latency: float,
+    new_jobs_per_minute: float,
     ids_file: str | None,
 ) -> None:
     """Serve a local fake of the jobs endpoint until Ctrl-C (for trying without credentials)."""
+    from datetime import UTC, datetime
+
     from archiver.sim.simulator import Faults, Simulator
 
     with reported_errors():
@@ -196,7 +205,13 @@ def simulate(
             latency=latency,
         )
         simulator = Simulator(
-            seed=seed, jobs=jobs, api_key=key, time_scale=time_scale, faults=faults
+            seed=seed,
+            jobs=jobs,
+            api_key=key,
+            time_scale=time_scale,
+            faults=faults,
+            start=datetime.now(UTC),  # served timestamps are never later than the wall clock
+            new_jobs_per_minute=new_jobs_per_minute,
         )
         server = simulator.serve(host, port)
     if ids_file:
