@@ -147,7 +147,9 @@ class Simulator:
         new_jobs_per_minute: float = 0.0,
         workflow_changes: float = 3600.0,
     ) -> None:
-        """``jobs`` exist at the start; ``new_jobs_per_minute`` more appear on average each real
+        """``time_scale`` makes lifecycles that many times shorter than drawn (60: a job drawn to
+        run 20 minutes runs 20 real seconds and says so); timestamps follow ``clock`` from
+        ``start``. ``jobs`` exist at the start; ``new_jobs_per_minute`` more appear on average each real
         minute after it (at deterministic instants), each in one of the existing workflows.
         ``ids`` replaces the generated (workflow_id, job_id) pairs of the starting jobs (e.g. ids
         needing escapes); ``forbidden`` jobs answer 403 ``forbidden``; ``start`` is the instant
@@ -188,6 +190,10 @@ class Simulator:
         every_job = 60.0 / new_jobs_per_minute if new_jobs_per_minute > 0 else math.inf
         self._arrivals = EventTimes(f"{seed}:arrivals", every_job)
         self.forbidden = frozenset(forbidden)
+        # Tests may change these while serving: a workflow the key may not see (403 on every
+        # route under it, left out of listWorkflows), and one that was deleted (404, likewise).
+        self.forbidden_workflows: set[str] = set()
+        self.gone_workflows: set[str] = set()
         # Plans are drawn lazily (about 1 ms each) and kept with their rendering cache for the
         # cache_jobs most recently asked jobs (about 80 KB each with 10-30 tasks).
         self.cache_jobs = max(1, cache_jobs)
@@ -430,6 +436,11 @@ class Simulator:
         try:
             if not parts:
                 return self._list_workflows(params, t), ("workflows", "")
+            if parts[0] in self.forbidden_workflows:
+                return _error(403, "forbidden", "no access to this workflow or job"), None
+            if parts[0] in self.gone_workflows:
+                details = {"workflow_id": parts[0]}
+                return _error(404, "not_found", "workflow not found", details), None
             if len(parts) == 3 and parts[1] == "jobs":
                 return self._job_route(parts[0], parts[2], t)
             workflow = self._workflows.get(parts[0])
@@ -467,7 +478,12 @@ class Simulator:
 
     def _list_workflows(self, params: dict[str, str], t: float) -> Response:
         keep = listing.item_filter(params, listing.WORKFLOW_FILTERS)
-        items = [item for w in self._workflows.values() if keep(item := w.item_at(t))]
+        hidden = self.forbidden_workflows | self.gone_workflows
+        items = [
+            item
+            for w in self._workflows.values()
+            if w.id not in hidden and keep(item := w.item_at(t))
+        ]
         shown, pagination = listing.page(params, items)
         return _json({"workflows": shown, "pagination": pagination})
 

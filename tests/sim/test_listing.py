@@ -360,3 +360,19 @@ def test_new_job_rate_is_validated() -> None:
         Simulator(new_jobs_per_minute=-1)
     with pytest.raises(ConfigError):
         Simulator(workflow_changes=0)
+
+
+def test_a_forbidden_or_deleted_workflow(sim: Simulator, api: Api) -> None:
+    secret, gone = sim.workflow_ids()[:2]
+    wf, job_id = next(k for k in sim.job_ids() if k[0] == gone)
+    sim.forbidden_workflows.add(secret)
+    sim.gone_workflows.add(gone)
+    for suffix in ("", "/estimate", "/jobs"):
+        status, doc = api.get(f"/v0/workflows/{secret}{suffix}")
+        assert (status, doc["error"]["code"]) == (403, "forbidden")
+        status, doc = api.get(f"/v0/workflows/{gone}{suffix}")
+        assert (status, doc["error"]["code"]) == (404, "not_found")
+    assert api.get(f"/v0/workflows/{wf}/jobs/{job_id}")[0] == 404
+    doc = api.ok("/v0/workflows")
+    assert {w["id"] for w in doc["workflows"]} == set(sim.workflow_ids()) - {secret, gone}
+    assert doc["pagination"]["total"] == 4
