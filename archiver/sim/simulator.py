@@ -149,8 +149,8 @@ class Simulator:
     ) -> None:
         """``time_scale`` makes lifecycles that many times shorter than drawn (60: a job drawn to
         run 20 minutes runs 20 real seconds and says so); timestamps follow ``clock`` from
-        ``start``. ``jobs`` exist at the start; ``new_jobs_per_minute`` more appear on average each real
-        minute after it (at deterministic instants), each in one of the existing workflows.
+        ``start``. ``jobs`` exist at the start; ``new_jobs_per_minute`` more appear on average
+        each real minute after it (at deterministic instants), each in an existing workflow.
         ``ids`` replaces the generated (workflow_id, job_id) pairs of the starting jobs (e.g. ids
         needing escapes); ``forbidden`` jobs answer 403 ``forbidden``; ``start`` is the instant
         at which the simulation starts (timestamps served are never later than ``start`` plus the
