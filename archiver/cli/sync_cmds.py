@@ -163,7 +163,12 @@ class FailedJobs:
 @click.option("--jobs", default=50, show_default=True, help="Number of simulated jobs.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the population.")
 @click.option("--key", default="sim-key", show_default=True, help="API key the simulator accepts.")
-@click.option("--time-scale", default=60.0, show_default=True, help="Simulated seconds per second.")
+@click.option(
+    "--time-scale",
+    default=60.0,
+    show_default=True,
+    help="How many times faster than drawn jobs run (timestamps follow the wall clock).",
+)
 @click.option("--error-rate", default=0.0, help="Fraction of requests answered 5xx.")
 @click.option("--rate-limit-rate", default=0.0, help="Fraction answered 429 with Retry-After.")
 @click.option("--malformed-rate", default=0.0, help="Fraction answered with a malformed body.")
