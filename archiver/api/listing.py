@@ -142,6 +142,7 @@ def list_jobs(client: Getter, workflow_id: str) -> JobListing:
     problems = _Problems(client.redact)
     jobs: list[JobSummary] = []
     seen: dict[str, int] = {}
+    pool: dict[str, str] = {}  # one object per distinct status, progress...: most repeat
     count = len(items)
     items.reverse()  # popped from the end, in order, so each raw item is freed once read
     for index in range(count):
@@ -154,23 +155,28 @@ def list_jobs(client: Getter, workflow_id: str) -> JobListing:
             problems.add(f"item {index}: names workflow {{}}, not {{}}", named, workflow_id)
             continue
         seen[job_id] = index
-        jobs.append(_summary(job_id, item))
+        jobs.append(_summary(job_id, item, pool))
     return JobListing(workflow_id, jobs, problems.lines, fetched_at, problems.count)
 
 
-def _summary(job_id: str, item: dict[str, Any]) -> JobSummary:
+def _summary(job_id: str, item: dict[str, Any], pool: dict[str, str]) -> JobSummary:
     get = item.get
+
+    def text(name: str) -> str | None:
+        value = _text(get(name), _JOB_FIELDS[name].length)
+        return None if value is None else pool.setdefault(value, value)
+
     present = {name: item[name] for name in SUMMARY_FIELDS if name in item}
     return JobSummary(
         job_id=job_id,
-        status=_text(get("status"), _JOB_FIELDS["status"].length),
-        progress=_text(get("progress"), _JOB_FIELDS["progress"].length),
+        status=text("status"),
+        progress=text("progress"),
         cost=parse_int(get("cost")).value,
         updated_at=parse_timestamp(get("updated_at")).value,
         finished_at=parse_timestamp(get("finished_at")).value,
-        time_taken=_text(get("time_taken"), _JOB_FIELDS["time_taken"].length),
+        time_taken=text("time_taken"),
         created_at=parse_timestamp(get("created_at")).value,
-        created_by=_text(get("created_by"), _JOB_FIELDS["created_by"].length),
+        created_by=text("created_by"),
         digest=summary_digest(present),
     )
 
