@@ -104,6 +104,7 @@ class _Request(NamedTuple):
     keep_text: bool
     too_big: str  # what exceeded the body cap, in the message ("body", "the job listing")
     hint: str  # appended to the too-big message: what to do about it
+    parse: Callable[[str], Decoded]  # the text to JSON: ``loads``, or a reader that streams
 
 
 class _Answer(NamedTuple):
@@ -229,20 +230,22 @@ class ApiClient:
         keep_text: bool = False,
         too_big: str = "body",
         hint: str = "",
+        parse: Callable[[str], Decoded] = loads,
     ) -> Document:
         """GET ``path`` (ids escaped by the caller) with ``query``, retried like a job fetch.
 
         The answer must be a 200 with a JSON object that is not an error envelope and for which
         ``check`` finds no reason to refuse it; anything else is the ``ApiError`` a job fetch
         raises, its message ending with ``where``. The body text is kept only if asked: a
-        listing's caller needs the tree, not 30 MB of text beside it.
+        listing's caller needs the tree, not 30 MB of text beside it. ``parse`` decodes the text
+        (it raises ``JsonError`` for what is not JSON); a listing streams its items through it.
         """
         if self._closed:
             raise ArchiverError("the API client is closed")
         target = path + paths.query(query or {})
         url = self._base_url() + target
         session = self._session()
-        request = _Request(target, where, check, keep_text, too_big, hint)
+        request = _Request(target, where, check, keep_text, too_big, hint, parse)
         started = self._clock()
         total = self._retry.max_attempts or 1
         for attempt in range(total):
@@ -408,7 +411,7 @@ class ApiClient:
 
     def _decode(self, text: str, request: _Request) -> Decoded:
         try:
-            decoded = loads(text)
+            decoded = request.parse(text)
         except JsonError as exc:
             raise self._invalid(str(exc), request.where) from None
         data = decoded.value

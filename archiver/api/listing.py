@@ -13,9 +13,10 @@ becomes typed data.
   (``archiver.archive.values``, with the lengths ``archiver.fields`` declares), so a summary's
   ``updated_at`` equals what archiving the full job stored from the same text; a value that cannot
   be read is None, and the digest, taken over the raw values, still sees it change.
-* **Memory.** A listing is held once as text while it is decoded (``get_json`` keeps no copy),
-  then its items are turned into slotted summaries one by one, each raw item dropped as it is
-  read; past ``max_body_bytes`` it is refused with the setting to raise.
+* **Memory.** A listing is held once as text while it is decoded, and its items are decoded one
+  at a time (``archiver.archive.jsonload.loads_streaming``), each turned into a slotted summary
+  and dropped: the decoded tree of a 30 MB listing (about 110 MB) never exists at once. Past
+  ``max_body_bytes`` the listing is refused with the setting to raise.
 * **Pagination is bounded.** listWorkflows pages stop at the server's total, at an empty page, at
   a short page when there is no usable total, and after ``ceil(total / limit) + 1`` pages or
   ``MAX_PAGES``; a server that keeps answering is stopped with an error, never followed forever.
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 
 from archiver import fields as declared
 from archiver.api.paths import checked, segment, show
-from archiver.archive.jsonload import canonical
+from archiver.archive.jsonload import Decoded, canonical, loads_streaming
 from archiver.archive.values import clean_text, parse_int, parse_timestamp
 from archiver.config import Settings
 from archiver.errors import InvalidResponseError
@@ -68,6 +69,7 @@ class Getter(Protocol):
         keep_text: bool = False,
         too_big: str = "body",
         hint: str = "",
+        parse: Callable[[str], Decoded] = ...,
     ) -> _Document: ...
 
     def redact(self, text: str) -> str: ...
@@ -128,35 +130,61 @@ class WorkflowPage:
 def list_jobs(client: Getter, workflow_id: str) -> JobListing:
     """``GET /v0/workflows/{workflow_id}/jobs``: every job summary of one workflow."""
     path = f"/v0/workflows/{segment('workflow_id', workflow_id)}/jobs"
-    where = f"(workflow {show(workflow_id)})"
+    reader = _JobReader(workflow_id, client.redact)
     document = client.get_json(
         path,
-        where=where,
+        where=f"(workflow {show(workflow_id)})",
         check=_member_check("jobs"),
         too_big="the job listing",
         hint=_too_big_hint(),
+        parse=reader.parse,
     )
-    items = document.value.pop("jobs") or []  # null: none (Go encodes an empty slice so)
-    fetched_at = document.fetched_at
-    del document  # the rest of the answer goes now; the items go one by one below
-    problems = _Problems(client.redact)
-    jobs: list[JobSummary] = []
-    seen: dict[str, int] = {}
-    pool: dict[str, str] = {}  # one object per distinct status, progress...: most repeat
-    count = len(items)
-    items.reverse()  # popped from the end, in order, so each raw item is freed once read
-    for index in range(count):
-        item = items.pop()
-        job_id = _item_id(item, index, "job id", seen, problems)
+    if not reader.streamed:  # decoded whole (``loads_streaming`` says when): read it now
+        items = document.value.pop("jobs") or []  # null: none (Go encodes an empty slice so)
+        items.reverse()  # popped from the end, in order, so each raw item is freed once read
+        while items:
+            reader.take(items.pop())
+    problems = reader.problems
+    return JobListing(workflow_id, reader.jobs, problems.lines, document.fetched_at, problems.count)
+
+
+class _JobReader:
+    """Turns listJobs items into summaries as they are decoded (``loads_streaming``)."""
+
+    def __init__(self, workflow_id: str, redact: Callable[[str], str]) -> None:
+        self.workflow_id = workflow_id
+        self.redact = redact
+        self.streamed = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.jobs: list[JobSummary] = []
+        self.problems = _Problems(self.redact)
+        self.index = 0
+        self.seen: dict[str, int] = {}
+        self.pool: dict[str, str] = {}  # one object per distinct status, progress...: most repeat
+
+    def parse(self, text: str) -> Decoded:
+        self._reset()
+        decoded, self.streamed = loads_streaming(text, "jobs", self.take)
+        if not self.streamed:
+            self._reset()  # it may have seen some items before the text proved unusual
+        return decoded
+
+    def take(self, item: Any) -> None:
+        index = self.index
+        self.index += 1
+        job_id = _item_id(item, index, "job id", self.seen, self.problems)
         if job_id is None:
-            continue
+            return
         named = item.get("workflow_id")
-        if named is not None and named != workflow_id:
-            problems.add(f"item {index}: names workflow {{}}, not {{}}", named, workflow_id)
-            continue
-        seen[job_id] = index
-        jobs.append(_summary(job_id, item, pool))
-    return JobListing(workflow_id, jobs, problems.lines, fetched_at, problems.count)
+        if named is not None and named != self.workflow_id:
+            self.problems.add(
+                f"item {index}: names workflow {{}}, not {{}}", named, self.workflow_id
+            )
+            return
+        self.seen[job_id] = index
+        self.jobs.append(_summary(job_id, item, self.pool))
 
 
 def _summary(job_id: str, item: dict[str, Any], pool: dict[str, str]) -> JobSummary:
