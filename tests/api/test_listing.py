@@ -689,6 +689,19 @@ def test_a_server_that_ignores_the_offset_is_stopped(
     assert len(srv.requests) == 2
 
 
+def test_a_workflow_shifted_onto_the_next_page_is_listed_once_without_a_problem(
+    srv: ScriptedServer, make_client: MakeClient
+) -> None:
+    """A workflow created between two pages shifts the offsets: the next page repeats one."""
+    srv.script(
+        Reply(200, {"workflows": [workflow(f"wf-{i}") for i in range(50)]}),
+        Reply(200, {"workflows": [workflow(f"wf-{i}") for i in range(49, 60)]}),
+    )
+    result = pages(make_client())
+    assert [w.workflow_id for p in result for w in p.workflows] == [f"wf-{i}" for i in range(60)]
+    assert [p.problems for p in result] == [[], []]
+
+
 @pytest.mark.parametrize("body", [{"workflows": []}, {"workflows": None}])
 def test_an_empty_first_page_is_one_request(
     srv: ScriptedServer, make_client: MakeClient, body: dict[str, Any]
