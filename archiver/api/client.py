@@ -132,7 +132,8 @@ class _KeyAuth(requests.auth.AuthBase):
 
 
 class ApiClient:
-    """Fetches jobs; safe to share between threads. Close it (or use ``with``) when done."""
+    """Fetches jobs and listings; safe to share between threads. Close it (or use ``with``) when
+    done."""
 
     def __init__(
         self,
