@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,11 +39,11 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _check_depth(value: Any) -> None:
+def _check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
     """Level by level (recursion is what must be avoided); comprehensions keep it cheap."""
     level, depth = [value], 1
     while level:
-        if depth > MAX_DEPTH:
+        if depth > limit:
             raise JsonError(f"JSON nested deeper than {MAX_DEPTH} levels")
         below: list[Any] = []
         for node in level:
@@ -56,17 +57,7 @@ def _check_depth(value: Any) -> None:
 _CONTAINERS = frozenset({list, dict})
 
 
-def loads(text: str | bytes) -> Decoded:
-    """Decode one JSON document; raise JsonError with a one-line reason on anything invalid."""
-    if isinstance(text, bytes | bytearray):
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise JsonError(f"body is not UTF-8 (byte {exc.start})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    duplicates: list[str] = []
-
+def _pairs_hook(duplicates: list[str]) -> Any:
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         obj = dict(pairs)  # the last value of a repeated key wins, as in json.loads
         if len(obj) != len(pairs):
@@ -77,10 +68,23 @@ def loads(text: str | bytes) -> Decoded:
                 seen.add(key)
         return obj
 
+    return pairs_hook
+
+
+def loads(text: str | bytes) -> Decoded:
+    """Decode one JSON document; raise JsonError with a one-line reason on anything invalid."""
+    if isinstance(text, bytes | bytearray):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JsonError(f"body is not UTF-8 (byte {exc.start})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    duplicates: list[str] = []
     try:
         value = json.loads(
             text,
-            object_pairs_hook=pairs_hook,
+            object_pairs_hook=_pairs_hook(duplicates),
             parse_constant=_reject_constant,
             parse_float=_finite_float,
         )
@@ -99,6 +103,88 @@ def loads(text: str | bytes) -> Decoded:
     if isinstance(value, dict | list):
         _check_depth(value)
     return Decoded(value, duplicates)
+
+
+class _NotStreamable(Exception):
+    """The text is not a plain object with an array member: ``loads`` takes it whole instead."""
+
+
+def loads_streaming(text: str, name: str, each: Callable[[Any], None]) -> tuple[Decoded, bool]:
+    """``loads(text)``, except that the elements of the top-level array member ``name`` go to
+    ``each`` one at a time as they are decoded, never all at once: ``(decoded, True)``, with
+    ``[]`` for that member. A 30 MB listing then never becomes a 110 MB tree.
+
+    Anything else (not an object, the member not an array or repeated, invalid JSON) is decoded
+    by ``loads`` itself: ``(decoded, False)`` with the member as decoded, or ``loads``' JsonError.
+    ``each`` may have seen some elements before that: whoever counts them starts again.
+    """
+    try:
+        return _stream(text, name, each), True
+    except (_NotStreamable, ValueError, RecursionError):  # JsonError is a ValueError
+        return loads(text), False
+
+
+def _stream(text: str, name: str, each: Callable[[Any], None]) -> Decoded:
+    duplicates: list[str] = []
+    decoder = json.JSONDecoder(
+        object_pairs_hook=_pairs_hook(duplicates),
+        parse_constant=_reject_constant,
+        parse_float=_finite_float,
+    )
+    decode = decoder.raw_decode
+    pos = _skip(text, 1 if text.startswith("\ufeff") else 0)
+    if text[pos : pos + 1] != "{":
+        raise _NotStreamable
+    value: dict[str, Any] = {}
+    pos = _skip(text, pos + 1)
+    closing = text[pos : pos + 1] == "}"
+    while not closing:
+        if text[pos : pos + 1] != '"':
+            raise _NotStreamable
+        key, pos = decode(text, pos)
+        pos = _skip(text, pos)
+        if text[pos : pos + 1] != ":":
+            raise _NotStreamable
+        pos = _skip(text, pos + 1)
+        if key in value:
+            if key == name:
+                raise _NotStreamable
+            duplicates.append(key)
+        if key == name and text[pos : pos + 1] == "[":
+            pos = _stream_array(text, pos, decode, each)
+            value[key] = []
+        else:
+            value[key], pos = decode(text, pos)
+            if type(value[key]) in _CONTAINERS:
+                _check_depth(value[key], MAX_DEPTH - 1)
+        pos = _skip(text, pos)
+        closing = text[pos : pos + 1] == "}"
+        if not closing:
+            if text[pos : pos + 1] != ",":
+                raise _NotStreamable
+            pos = _skip(text, pos + 1)
+    if _skip(text, pos + 1) != len(text):
+        raise _NotStreamable
+    return Decoded(value, duplicates)
+
+
+def _stream_array(text: str, pos: int, decode: Any, each: Callable[[Any], None]) -> int:
+    """Hand each element of the array at ``pos`` to ``each``; the position after the array."""
+    pos = _skip(text, pos + 1)
+    if text[pos : pos + 1] == "]":
+        return pos + 1
+    while True:
+        element, pos = decode(text, pos)
+        if type(element) in _CONTAINERS:
+            _check_depth(element, MAX_DEPTH - 2)  # below the object and the array
+        each(element)
+        del element
+        pos = _skip(text, pos)
+        if text[pos : pos + 1] == "]":
+            return pos + 1
+        if text[pos : pos + 1] != ",":
+            raise _NotStreamable
+        pos = _skip(text, pos + 1)
 
 
 def canonical(value: Any) -> str:
