@@ -164,6 +164,17 @@ def records_json(rows: Sequence[dict[str, Any]]) -> str:
     return json.dumps([{k: _json_value(v) for k, v in row.items()} for row in rows], indent=2)
 
 
+def sections_json(sections: dict[str, Sequence[dict[str, Any]]]) -> str:
+    """A JSON object of named arrays of records, each spelled as ``records_json`` spells it."""
+    return json.dumps(
+        {
+            name: [{k: _json_value(v) for k, v in row.items()} for row in rows]
+            for name, rows in sections.items()
+        },
+        indent=2,
+    )
+
+
 def records_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     """CSV with a header row; NULL is an empty cell, times ISO-8601 ``Z``, decimals plain."""
     out = io.StringIO()
