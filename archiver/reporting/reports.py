@@ -163,7 +163,8 @@ def cost_by(
 
 def workflow_names(session: Session) -> dict[str, str | None]:
     """Every workflow's current name (``workflows``); an id absent here has no known name."""
-    return dict(session.execute(select(Workflow.workflow_id, Workflow.name)).tuples().all())
+    rows = session.execute(select(Workflow.workflow_id, Workflow.name))
+    return {workflow_id: name for workflow_id, name in rows}
 
 
 @dataclass(frozen=True)
