@@ -286,7 +286,7 @@ ESTIMATE_NOTE = (
     "jobs_estimate_earliest: jobs created before the first estimate the archive recorded, "
     "compared with that one. variance_total: actual minus estimate over jobs_compared."
 )
-OVERRUN_NOTE = "cost_ratio: cost / estimate (empty for an estimate of 0)."
+OVERRUN_NOTE = "cost_ratio: cost / estimate (none for an estimate of 0)."
 
 
 def _estimates(session: Any, top: int, overruns_only: bool) -> tuple[list[Any], list[Any]]:
