@@ -322,7 +322,8 @@ def report_estimate(top: int, overruns_only: bool, fmt: str, database_url: str |
     from archiver.reporting import reports
     from archiver.reporting.render import records, sections_json
 
-    workflows, overruns = _read(database_url, _estimates, top, overruns_only)
+    listed = 0 if fmt == "csv" and not overruns_only else top  # CSV: one table, the workflows
+    workflows, overruns = _read(database_url, _estimates, listed, overruns_only)
     w_columns = _columns(reports.WorkflowEstimateRow)
     o_columns = _columns(reports.OverrunRow)
     w_title = "estimate against actual, by workflow"
