@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -164,7 +164,7 @@ def records_json(rows: Sequence[dict[str, Any]]) -> str:
     return json.dumps([{k: _json_value(v) for k, v in row.items()} for row in rows], indent=2)
 
 
-def sections_json(sections: dict[str, Sequence[dict[str, Any]]]) -> str:
+def sections_json(sections: Mapping[str, Sequence[dict[str, Any]]]) -> str:
     """A JSON object of named arrays of records, each spelled as ``records_json`` spells it."""
     return json.dumps(
         {
