@@ -28,6 +28,10 @@ keep the timeline below in step with the code.
     10-03 00:15:00.25  job-3  running    90    t1 failed oom (40 s), t2 failed, no type (10 s)
 
 Sync runs: 10-01 10:00-10:00:05, 10-01 12:00-12:00:03 (the failure), 10-02 09:00-09:00:02.
+
+Workflows (written by hand, ``workflow_rows``): wf-a "Ortho", estimate 200, from 10-01 08:30
+(after job-1 was created, before job-2), renamed "Orthorectify" with estimate 300 from 10-02
+00:00; wf-b was never described (no name, no estimate).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import factories
+from workflow_rows import Version, add_workflow
 
 from archiver import db
 from archiver.archive import runs
@@ -230,5 +235,13 @@ def build(url: str) -> None:
                         error_code="unavailable",
                     )
                 runs.finish_run(session, run_id, {"jobs_total": 2, "failed": failed}, at(finished))
+        add_workflow(
+            engine,
+            "wf-a",
+            [
+                Version("Ortho", 200, at("10-01 08:30")),
+                Version("Orthorectify", 300, at("10-02 00:00")),
+            ],
+        )
     finally:
         engine.dispose()

@@ -126,7 +126,7 @@ def report_cost(
     if by != "day":
         books: list[periods.BookRow] | None = _read(database_url, _books, by, since, until)
         if books is not None:
-            _emit_books(books, by, fmt, title)
+            _emit_books(books, by, fmt, title, _names(database_url, by))
             return
     if by == "block":
         blocks = _read(database_url, reports.cost_by_block, since, until)
@@ -143,7 +143,35 @@ def report_cost(
     if fmt == "table" and data:
         totals = [sum(int(r[c] or 0) for r in data) for c in columns[1:]]
         data.append(dict(zip(columns, ("total", *totals), strict=True)))
+    columns = _named(data, columns, _names(database_url, by), totalled=fmt == "table")
     _emit(data, columns, fmt, title, DAY_NOTE)
+
+
+def _names(database_url: str | None, by: str) -> dict[str, str | None] | None:
+    """Current workflow names when grouping by workflow, else None (no name column)."""
+    from archiver.reporting import reports
+
+    return _read(database_url, reports.workflow_names) if by == "workflow" else None
+
+
+def _named(
+    data: list[dict[str, Any]],
+    columns: list[str],
+    names: dict[str, str | None] | None,
+    *,
+    totalled: bool,
+) -> list[str]:
+    """Put ``workflow_name`` beside ``workflow``: NULL when the archive knows no name, blank on
+    the total line (``totalled``: the last row is one)."""
+    if names is None:
+        return columns
+    for index, row in enumerate(data):
+        total = totalled and index == len(data) - 1
+        name = "" if total else names.get(row["workflow"])
+        items = list(row.items())
+        row.clear()
+        row.update([items[0], ("workflow_name", name), *items[1:]])
+    return [columns[0], "workflow_name", *columns[1:]]
 
 
 def _books(
@@ -155,7 +183,13 @@ def _books(
     return periods.books(session, by, since, until) if periods.statements(session) else None
 
 
-def _emit_books(rows: list[periods.BookRow], by: str, fmt: str, title: str) -> None:
+def _emit_books(
+    rows: list[periods.BookRow],
+    by: str,
+    fmt: str,
+    title: str,
+    names: dict[str, str | None] | None,
+) -> None:
     """With closed months: their frozen figures, and what moved since as adjustments."""
     columns = [by, "jobs", "jobs_without_cost", "cost", "adjustments", "total", "closed"]
     data: list[dict[str, Any]] = [
@@ -171,6 +205,7 @@ def _emit_books(rows: list[periods.BookRow], by: str, fmt: str, title: str) -> N
     if fmt == "table" and data:
         totals = [sum(int(r[c] or 0) for r in data) for c in columns[1:-1]]
         data.append(dict(zip(columns, ("total", *totals, None), strict=True)))
+    columns = _named(data, columns, names, totalled=fmt == "table")
     note = (
         "Closed months count with their frozen statements (closed=true); what their jobs' cost "
         "moved since is booked as adjustments"
@@ -244,6 +279,73 @@ def report_as_of(timestamp: datetime, fmt: str, database_url: str | None) -> Non
     title = f"jobs as of {timestamp.strftime('%Y-%m-%d %H:%M:%S.%f')} UTC"
     columns = _columns(reports.AsOfRow)
     _emit(records(rows), columns, fmt, title, shown=columns[:-1])
+
+
+ESTIMATE_NOTE = (
+    "Each job is compared with its workflow's estimate when the job was created; "
+    "jobs_estimate_earliest: jobs created before the first estimate the archive recorded, "
+    "compared with that one. variance_total: actual minus estimate over jobs_compared."
+)
+OVERRUN_NOTE = "cost_ratio: cost / estimate (none for an estimate of 0)."
+
+
+def _estimates(session: Any, top: int, overruns_only: bool) -> tuple[list[Any], list[Any]]:
+    from archiver.reporting import reports
+
+    workflows = [] if overruns_only else reports.workflow_estimates(session)
+    return workflows, reports.top_overruns(session, top)
+
+
+@report.command("estimate")
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many of the jobs that overran their estimate the most to list (0: none).",
+)
+@click.option(
+    "--overruns",
+    "overruns_only",
+    is_flag=True,
+    help="Only the jobs that overran the most (with --format csv, the way to get them).",
+)
+@format_option("table", "csv", "json")
+@settings_options("report estimate")
+def report_estimate(top: int, overruns_only: bool, fmt: str, database_url: str | None) -> None:
+    """Estimate against actual cost per workflow, then the jobs that overran the most.
+
+    A job's estimate is its workflow's as it was when the job was created (docs/reporting.md,
+    "Workflows and estimates"). --format json gives {"workflows": [...], "top_overruns": [...]};
+    --format csv one table: the workflows, or with --overruns the jobs.
+    """
+    from archiver.reporting import reports
+    from archiver.reporting.render import records, sections_json
+
+    listed = 0 if fmt == "csv" and not overruns_only else top  # CSV: one table, the workflows
+    workflows, overruns = _read(database_url, _estimates, listed, overruns_only)
+    w_columns = _columns(reports.WorkflowEstimateRow)
+    o_columns = _columns(reports.OverrunRow)
+    w_title = "estimate against actual, by workflow"
+    o_title = f"top {top} overruns of the estimate at creation"
+    if fmt == "json":
+        sections = {"workflows": records(workflows), "top_overruns": records(overruns)}
+        if overruns_only:
+            del sections["workflows"]
+        click.echo(sections_json(sections))
+        return
+    if fmt == "csv":
+        if overruns_only:
+            _emit(records(overruns), o_columns, fmt, o_title)
+        else:
+            _emit(records(workflows), w_columns, fmt, w_title)
+        return
+    if not overruns_only:
+        shown = [c for c in w_columns if c not in ("estimate_total", "compared_estimate")]
+        _emit(records(workflows), w_columns, fmt, w_title, ESTIMATE_NOTE, shown=shown)
+    if top > 0 or overruns_only:
+        shown = [c for c in o_columns if c not in ("created_by", "created_at")]
+        _emit(records(overruns), o_columns, fmt, o_title, OVERRUN_NOTE, shown=shown)
 
 
 @report.command("html")

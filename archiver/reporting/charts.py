@@ -74,9 +74,14 @@ def _tick_label(value: float) -> str:
 
 @dataclass(frozen=True)
 class Series:
-    name: str
+    name: str  # its key: data-series on every bar, for tests and scripts
     values: Sequence[int]  # one per category
     color: str
+    label: str | None = None  # what a reader sees (legend, tooltip), when not the name
+
+    @property
+    def shown(self) -> str:
+        return self.name if self.label is None else self.label
 
 
 def colors(names: Sequence[str], fixed: Mapping[str, str] | None = None) -> list[str]:
@@ -88,11 +93,11 @@ def _legend(series: Sequence[Series], y: int) -> tuple[list[str], int]:
     """Swatches and names in rows across the width; returns the SVG parts and the height used."""
     parts, x, row = [], 60, 0
     for s in series:
-        width = 28 + 7 * min(len(s.name), 40)
+        width = 28 + 7 * min(len(s.shown), 40)
         if x + width > WIDTH - 10 and x > 60:
             x, row = 60, row + 1
         top = y + row * 20
-        label = s.name if len(s.name) <= 40 else s.name[:39] + "…"
+        label = s.shown if len(s.shown) <= 40 else s.shown[:39] + "…"
         parts.append(
             f'<rect x="{x}" y="{top}" width="12" height="12" fill="{s.color}"/>'
             f'<text x="{x + 17}" y="{top + 11}" font-size="12">{esc(label)}</text>'
@@ -148,7 +153,7 @@ def stacked_bars(
                 f'<rect class="bar" x="{x:.1f}" y="{y1:.1f}" width="{bar:.1f}"'
                 f' height="{max(y2 - y1, 1.0):.1f}" fill="{s.color}"'
                 f' data-category="{esc(category)}" data-series="{esc(s.name)}"'
-                f' data-value="{value}"><title>{esc(category)} · {esc(s.name)}: '
+                f' data-value="{value}"><title>{esc(category)} · {esc(s.shown)}: '
                 f"{esc(number(value))} {esc(_unit(unit, value))}</title></rect>"
             )
         if i % every == 0:

@@ -201,19 +201,25 @@ def _cost_section(rows: list[reports.DailyCostRow]) -> str:
     for r in rows:
         cells[(r.workflow_id if r.workflow_id in shown else other, r.day)] += r.cost
     palette = colors(names)
+    known = {r.workflow_id: r.workflow_name for r in rows if r.workflow_name}
     series = [
-        Series(n, [cells[(n, d)] for d in days], c) for n, c in zip(names, palette, strict=True)
+        Series(n, [cells[(n, d)] for d in days], c, f"{known[n]} ({n})" if n in known else None)
+        for n, c in zip(names, palette, strict=True)
     ]
     chart = (
         stacked_bars("cost", "Cost per day of job creation", days, series, "cost") if rows else None
     )
     table = _table(
-        ["created (UTC day)", "workflow", "jobs", "jobs without cost", "cost"],
-        [[r.day, r.workflow_id, r.jobs, r.jobs_without_cost, r.cost] for r in rows],
+        ["created (UTC day)", "workflow", "workflow name", "jobs", "jobs without cost", "cost"],
+        [
+            [r.day, r.workflow_id, r.workflow_name or "", r.jobs, r.jobs_without_cost, r.cost]
+            for r in rows
+        ],
     )
     note = (
         "A job's current cost, on the UTC day of its created_at ('unknown': none), as "
-        "archiver report cost --by day. Negative costs are drawn below the axis."
+        "archiver report cost --by day; a workflow is named by its current name where the "
+        "archive knows one. Negative costs are drawn below the axis."
     )
     if rest:
         note += f" The {TOP_WORKFLOWS} workflows of largest cost are drawn apart."

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -162,6 +162,17 @@ def _json_value(value: Any) -> Any:
 def records_json(rows: Sequence[dict[str, Any]]) -> str:
     """A JSON array of objects: times as ISO-8601 ``Z`` text, numbers as numbers (for jq)."""
     return json.dumps([{k: _json_value(v) for k, v in row.items()} for row in rows], indent=2)
+
+
+def sections_json(sections: Mapping[str, Sequence[dict[str, Any]]]) -> str:
+    """A JSON object of named arrays of records, each spelled as ``records_json`` spells it."""
+    return json.dumps(
+        {
+            name: [{k: _json_value(v) for k, v in row.items()} for row in rows]
+            for name, rows in sections.items()
+        },
+        indent=2,
+    )
 
 
 def records_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:

@@ -8,17 +8,18 @@ different collations and a report must read the same on every database.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any, Literal
 
 from sqlalchemy import Integer, Numeric, String, column, func, literal, select, table
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from archiver.models import JobVersion
+from archiver.models import JobVersion, Workflow
 from archiver.sqltypes import UTCDateTime
 from archiver.statuses import CLASSES
 
@@ -160,6 +161,12 @@ def cost_by(
     return sorted(result, key=lambda r: _none_last(r.group))
 
 
+def workflow_names(session: Session) -> dict[str, str | None]:
+    """Every workflow's current name (``workflows``); an id absent here has no known name."""
+    rows = session.execute(select(Workflow.workflow_id, Workflow.name))
+    return {workflow_id: name for workflow_id, name in rows}
+
+
 @dataclass(frozen=True)
 class DailyCostRow:
     day: str  # UTC day of created_at, 'unknown' without one
@@ -167,6 +174,7 @@ class DailyCostRow:
     jobs: int
     jobs_without_cost: int
     cost: int
+    workflow_name: str | None = None  # its current name; None when the archive knows none
 
 
 def daily_cost_by_workflow(
@@ -185,8 +193,9 @@ def daily_cost_by_workflow(
         .where(*created_between(v.created_at, since, until))
         .group_by(v.created_day, v.workflow_id)
     )
+    names = workflow_names(session)
     result = [
-        DailyCostRow(day, wf, _int(n), _int(missing), _sum_of(c))
+        DailyCostRow(day, wf, _int(n), _int(missing), _sum_of(c), names.get(wf))
         for day, wf, n, missing, *c in rows
     ]
     return sorted(result, key=lambda r: (r.day == "unknown", r.day, r.workflow_id))
@@ -385,3 +394,178 @@ def as_of(session: Session, when: datetime) -> list[AsOfRow]:
     )
     result = [AsOfRow(*row) for row in rows]
     return sorted(result, key=lambda r: (r.workflow_id, r.job_id))
+
+
+# --- estimate against actual ---------------------------------------------------------------------
+
+JOB_ESTIMATE = _view(
+    "v_job_estimate",
+    workflow_id=_TEXT,
+    workflow_name=_TEXT,
+    job_id=_TEXT,
+    created_by=_TEXT,
+    created_at=UTCDateTime(),
+    estimate_basis=_TEXT,
+    estimate_at_creation=Integer(),
+    cost=Integer(),
+)
+_WIDE = Context(prec=80)  # exact for any quotient of two sums of 64-bit integers, to 4 places
+
+
+def _ratio(numerator: int, denominator: int, places: int) -> Decimal | None:
+    """numerator / denominator rounded half away from zero, as PostgreSQL and MariaDB round;
+    None for a zero denominator (an estimate of 0 has no ratio)."""
+    if denominator == 0:
+        return None
+    quotient = _WIDE.divide(Decimal(numerator), Decimal(denominator))
+    return quotient.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=_WIDE)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class WorkflowEstimateRow:
+    """One workflow of ``v_workflow_estimate``; means and the percentage divided here, exactly."""
+
+    workflow_id: str
+    workflow_name: str | None
+    current_estimate: int | None  # the workflow's estimate now
+    jobs: int
+    jobs_with_cost: int
+    jobs_with_estimate: int  # jobs whose workflow had a known estimate when they were created
+    jobs_estimate_earliest: int  # ... of which created before the first version recorded
+    jobs_compared: int  # jobs with both a cost and an estimate: the variance is over these
+    estimate_total: int
+    mean_estimate: Decimal | None  # the estimate per run, over jobs_with_estimate
+    actual_total: int
+    mean_actual: Decimal | None  # over jobs_with_cost
+    compared_estimate: int
+    variance_total: int  # actual minus estimate, over the compared jobs
+    variance_pct: Decimal | None  # variance_total / compared_estimate, in percent
+
+
+_WORKFLOW_ESTIMATE_COLUMNS = (
+    "workflow_id",
+    "workflow_name",
+    "current_estimate",
+    "jobs",
+    "jobs_with_cost",
+    "jobs_with_estimate",
+    "jobs_estimate_earliest",
+    "jobs_compared",
+    "estimate_total",
+    "actual_total",
+    "compared_estimate",
+    "variance_total",
+)
+WORKFLOW_ESTIMATE = _view(
+    "v_workflow_estimate",
+    **{
+        # Integer: no conversion of the driver's value (a Numeric would pass SQLite's through
+        # a float); int() reads a PostgreSQL/MariaDB Decimal and SQLite's decimal TEXT exactly
+        name: _TEXT if name in ("workflow_id", "workflow_name") else Integer()
+        for name in _WORKFLOW_ESTIMATE_COLUMNS
+    },
+)
+
+
+def workflow_estimates(session: Session) -> list[WorkflowEstimateRow]:
+    """Estimate against actual per workflow, by workflow id.
+
+    The view's sums are exact on every database (decimal TEXT past 64 bits on SQLite, which
+    ``int`` reads); its means and percentage are recomputed here from them, since SQLite divides
+    in floating point.
+    """
+    v = WORKFLOW_ESTIMATE.c
+    rows = session.execute(select(*(v[name] for name in _WORKFLOW_ESTIMATE_COLUMNS)))
+    result = []
+    for wf, name, current, *counts, est, actual, compared, variance in rows:
+        jobs, with_cost, with_estimate, earliest, both = (_int(n) for n in counts)
+        est, actual, compared, variance = (_int(x) for x in (est, actual, compared, variance))
+        result.append(
+            WorkflowEstimateRow(
+                wf,
+                name,
+                _opt_int(current),
+                jobs,
+                with_cost,
+                with_estimate,
+                earliest,
+                both,
+                est,
+                _ratio(est, with_estimate, 2),
+                actual,
+                _ratio(actual, with_cost, 2),
+                compared,
+                variance,
+                _ratio(100 * variance, compared, 2),
+            )
+        )
+    return sorted(result, key=lambda r: r.workflow_id)
+
+
+@dataclass(frozen=True)
+class OverrunRow:
+    """A job that cost more than its workflow's estimate when it was created."""
+
+    workflow_id: str
+    workflow_name: str | None
+    job_id: str
+    created_by: str | None
+    created_at: datetime | None
+    estimate_basis: str  # 'at_creation' or 'earliest_known' (see docs/reporting.md)
+    estimate_at_creation: int
+    cost: int
+    overrun: int  # cost - estimate_at_creation
+    cost_ratio: Decimal | None  # cost / estimate_at_creation; None for an estimate of 0
+
+
+def _overrun_rank(row: OverrunRow) -> tuple[Any, ...]:
+    """Largest overrun first, then largest ratio (an estimate of 0 first), then by ids."""
+    ratio = row.cost_ratio
+    return (-row.overrun, ratio is not None, -(ratio or 0), row.workflow_id, row.job_id)
+
+
+def top_overruns(session: Session, top: int) -> list[OverrunRow]:
+    """The ``top`` jobs whose cost exceeds their estimate at creation by the most.
+
+    The candidates are streamed and only ``top`` are kept, so memory does not grow with the
+    archive; they are ranked here, in Python, for the same order on every database.
+    """
+    if top <= 0:
+        return []
+    v = JOB_ESTIMATE.c
+    statement = (
+        select(
+            v.workflow_id,
+            v.workflow_name,
+            v.job_id,
+            v.created_by,
+            v.created_at,
+            v.estimate_basis,
+            v.estimate_at_creation,
+            v.cost,
+        )
+        .where(v.cost > v.estimate_at_creation)
+        .execution_options(yield_per=1000)
+    )
+
+    def candidates() -> Iterable[OverrunRow]:
+        for wf, name, job, by, created, basis, estimate, cost in session.execute(statement):
+            estimate, cost = int(estimate), int(cost)
+            yield OverrunRow(
+                wf,
+                name,
+                job,
+                by,
+                created,
+                basis,
+                estimate,
+                cost,
+                cost - estimate,
+                _ratio(cost, estimate, 4),
+            )
+
+    return heapq.nsmallest(top, candidates(), key=_overrun_rank)

@@ -49,6 +49,8 @@ VIEWS = {
     "v_job_poll_events",
     "v_job_poll_daily",
     "v_cost_ledger",
+    "v_job_estimate",
+    "v_workflow_estimate",
 }
 _SQLITE_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")  # as SQLite stores it
 D = Decimal
@@ -117,19 +119,20 @@ def test_downgrade_drops_the_views_and_upgrade_brings_them_back(db_url: str) -> 
 
 
 def test_cost_by_creation_day_and_month(archive: Engine) -> None:
+    # the last column: the workflow's current name (wf-b was never described: none)
     by_day = query(archive, "select * from v_cost_by_day")
     assert sorted(by_day, key=str) == [
-        ("2026-10-01", "wf-a", "alice", 1, 0, 350),
-        ("2026-10-01", "wf-a", "bob", 1, 0, 220),
-        ("2026-10-02", "wf-b", "alice", 1, 0, 90),  # created 01:30 on the 3rd at +02:00
-        ("unknown", "wf-b", None, 1, 1, 0),  # no created_at, no cost
+        ("2026-10-01", "wf-a", "alice", 1, 0, 350, "Orthorectify"),
+        ("2026-10-01", "wf-a", "bob", 1, 0, 220, "Orthorectify"),
+        ("2026-10-02", "wf-b", "alice", 1, 0, 90, None),  # created 01:30 on the 3rd at +02:00
+        ("unknown", "wf-b", None, 1, 1, 0, None),  # no created_at, no cost
     ]
     by_month = query(archive, "select * from v_cost_by_month")
     assert sorted(by_month, key=str) == [
-        ("2026-10", "wf-a", "alice", 1, 0, 350),
-        ("2026-10", "wf-a", "bob", 1, 0, 220),
-        ("2026-10", "wf-b", "alice", 1, 0, 90),
-        ("unknown", "wf-b", None, 1, 1, 0),
+        ("2026-10", "wf-a", "alice", 1, 0, 350, "Orthorectify"),
+        ("2026-10", "wf-a", "bob", 1, 0, 220, "Orthorectify"),
+        ("2026-10", "wf-b", "alice", 1, 0, 90, None),
+        ("unknown", "wf-b", None, 1, 1, 0, None),
     ]
 
 
@@ -236,10 +239,10 @@ def test_cost_movements_add_up_to_the_current_cost(archive: Engine) -> None:
 def test_cost_recorded_per_day(archive: Engine) -> None:
     rows = query(archive, "select * from v_cost_recorded_by_day")
     assert sorted(rows) == [
-        ("2026-10-01", "wf-a", 5, 550, 0, 550, 0),
-        ("2026-10-02", "wf-a", 2, 50, -30, 20, 20),
-        ("2026-10-02", "wf-b", 1, 40, 0, 40, 0),
-        ("2026-10-03", "wf-b", 1, 50, 0, 50, 0),
+        ("2026-10-01", "wf-a", 5, 550, 0, 550, 0, "Orthorectify"),
+        ("2026-10-02", "wf-a", 2, 50, -30, 20, 20, "Orthorectify"),
+        ("2026-10-02", "wf-b", 1, 40, 0, 40, 0, None),
+        ("2026-10-03", "wf-b", 1, 50, 0, 50, 0, None),
     ]
 
 
@@ -256,6 +259,7 @@ def test_cost_changed_after_the_job_ended(archive: Engine) -> None:
             300,
             350,
             50,
+            "Orthorectify",
         ),
         (
             "wf-a",
@@ -267,6 +271,7 @@ def test_cost_changed_after_the_job_ended(archive: Engine) -> None:
             250,
             220,
             -30,
+            "Orthorectify",
         ),
     ]
 
