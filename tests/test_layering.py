@@ -136,3 +136,13 @@ def test_the_checker_sees_an_upward_and_a_lazy_import(tmp_path: Path) -> None:
     }
     assert _rank("archiver.archive.payload") < _rank("archiver.polling.sync")
     assert _rank("archiver.errors") < _rank("archiver.models") < _rank("archiver.archive.chain")
+
+
+def test_test_file_names_are_unique() -> None:
+    """The tests have no packages (no ``__init__.py``): pytest imports each file by its base
+    name, so two ``test_listing.py`` in two folders stop the whole run at collection."""
+    from collections import Counter
+    from pathlib import Path
+
+    names = Counter(p.name for p in Path(__file__).parent.rglob("test_*.py"))
+    assert [name for name, count in names.items() if count > 1] == []
