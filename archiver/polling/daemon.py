@@ -45,6 +45,7 @@ from archiver.config import Settings, mask_url
 from archiver.errors import ArchiverError, ConfigError, DatabaseError
 from archiver.models import TrackedJob
 from archiver.polling import leases, malloc
+from archiver.polling.discovery import WorkflowLease
 from archiver.polling.failures import unusable_message
 from archiver.polling.metrics import Health, Metrics, MonitoringServer
 from archiver.polling.stall import StallWatchdog
@@ -127,6 +128,13 @@ class Daemon:
                 return
             yield from batch
 
+    def listing_lease(self) -> WorkflowLease:
+        """Workflows and rules are listed by one worker per interval: those not listed within
+        half of it, each claimed for as long as a job's lease."""
+        return WorkflowLease(
+            self.owner, self.settings.run_interval / 2, self.settings.lease_duration()
+        )
+
     def pass_once(self) -> SyncSummary | None:
         """Run one pass; never raises (a failed pass is logged, counted, and tried again later)."""
         if self.stopping.is_set():
@@ -148,6 +156,7 @@ class Daemon:
                     claims=itertools.islice(self._claims(1), 1),
                     on_job=self.metrics.observe_job,
                     window=1,
+                    discover=False,  # one request tells; the full pass lists
                 )
                 if probe.auth_error or not probe.due:
                     self._after_pass(probe, time.monotonic() - started)
@@ -158,6 +167,7 @@ class Daemon:
                 claims=self._claims(concurrency),
                 on_job=self.metrics.observe_job,
                 window=concurrency,
+                lease=self.listing_lease(),
             )
             self._after_pass(summary, time.monotonic() - started)
         except (SQLAlchemyError, ArchiverError, OSError) as exc:
