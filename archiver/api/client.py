@@ -1,4 +1,5 @@
-"""HTTP client for one job (``GET /v0/workflows/{workflow_id}/jobs/{job_id}``): data or our errors.
+"""HTTP client for the API: one job (``GET /v0/workflows/{workflow_id}/jobs/{job_id}``) and, through
+``archiver.api.listing``, the listing endpoints; each answer is data or one of our errors.
 
 Why it is built this way:
 
@@ -15,71 +16,59 @@ Why it is built this way:
 * **The key stays put.** It lives only in the auth object of each session (whose ``repr`` hides
   it); every message built from server text or exception text goes through a redactor, so even
   a server that echoes the key cannot put it into an exception or a log line.
+
+Every GET goes through ``get_json``; a job fetch and each listing differ only in their path, their
+``where`` and the rule (``check``) their decoded object must pass. How a failure becomes one of our
+errors is ``archiver.api.classify``; how ids become a path is ``archiver.api.paths``.
 """
 
 from __future__ import annotations
 
-import email.utils
-import http
 import logging
-import math
 import os
 import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import requests
-import urllib3
 
 import archiver
+from archiver.api import listing, paths
+from archiver.api.classify import (
+    connect_failure,
+    envelope_of,
+    error_class,
+    one_line,
+    read_timed_out,
+    reason_of,
+    retry_after_seconds,
+    status_line,
+)
 from archiver.api.deadline import Deadline, DeadlineAdapter
+from archiver.api.paths import segment, show
 from archiver.archive.jsonload import Decoded, JsonError, loads
 from archiver.archive.payload import error_envelope
 from archiver.config import Settings
 from archiver.errors import (
     ApiError,
     ArchiverError,
-    AuthenticationError,
-    BadRequestError,
     ConfigError,
-    ForbiddenError,
     InvalidResponseError,
-    NotFoundError,
-    RateLimitedError,
-    ServerError,
     TransportError,
 )
-from archiver.ids import id_problem, shown_id
 
 log = logging.getLogger("archiver.client")
 
 CHUNK_SIZE = 64 * 1024
 ERROR_BODY_LIMIT = 64 * 1024  # an error envelope is small; never buffer more of one
-MESSAGE_LIMIT = 300  # server-provided text kept in a message, so it stays one readable line
-AUTH_FAILURE_CODES = frozenset(
-    {
-        "unauthorized",
-        "unauthenticated",
-        "invalid_api_key",
-        "invalid_key",
-        "invalid_token",
-        "authentication_failed",
-        "auth_failed",
-        "api_key_invalid",
-        "invalid_credentials",
-    }
-)
-_DELTA_SECONDS = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*")
 _HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 _CONTENT_LENGTH = re.compile(r"\s*([0-9]+)\s*")
-# noise in urllib3's error texts: object reprs and "HTTPConnection(host=..., port=...): " prefixes
-_NOISE = re.compile(r"<[^<>]* object at 0x[0-9a-f]+>:?\s*|\b_?HTTPS?Connection\([^()]*\):\s*")
 
 
 @dataclass(frozen=True)
@@ -94,8 +83,31 @@ class FetchedJob:
     duplicate_keys: tuple[str, ...] = ()  # keys the payload repeated (the last value was kept)
 
 
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One JSON object answered with 200, checked by the caller's rule (``ApiClient.get_json``)."""
+
+    value: dict[str, Any] = field(repr=False)  # the decoded JSON object
+    text: str | None = field(repr=False)  # the body exactly as received, when asked to keep it
+    duplicate_keys: tuple[str, ...]  # keys the document repeated (the last value was kept)
+    fetched_at: datetime  # aware UTC, when the response completed
+    elapsed: float  # seconds, including retries and back-off
+    attempts: int  # HTTP requests made
+
+
+class _Request(NamedTuple):
+    """What one GET needs beyond its URL: how to name it in messages and how to judge its body."""
+
+    path: str  # with its query string: for the debug log
+    where: str  # "(workflow w, job j)": ends every message about this request
+    check: Callable[[dict[str, Any]], str | None] | None  # why a decoded object is unusable
+    keep_text: bool
+    too_big: str  # what exceeded the body cap, in the message ("body", "the job listing")
+    hint: str  # appended to the too-big message: what to do about it
+
+
 class _Answer(NamedTuple):
-    text: str
+    text: str | None
     decoded: Decoded
     fetched_at: datetime
 
@@ -166,44 +178,105 @@ class ApiClient:
             session.close()
 
     def fetch_job(self, workflow_id: str, job_id: str) -> FetchedJob:
+        path = _job_path(workflow_id, job_id)
+        where = f"(workflow {show(workflow_id)}, job {show(job_id)})"
+
+        def check(data: dict[str, Any]) -> str | None:
+            got = data.get("id")
+            if not isinstance(got, str):
+                return "the job has no string id"
+            if got != job_id:
+                return f"asked for job {show(job_id)} but got job {show(got)}"
+            got_workflow = data.get("workflow_id")
+            if got_workflow is not None and got_workflow != workflow_id:
+                asked, got = show(workflow_id), show(got_workflow)
+                return f"asked for workflow {asked} but got workflow {got}"
+            return None
+
+        document = self.get_json(path, where=where, check=check, keep_text=True)
+        return FetchedJob(
+            workflow_id=workflow_id,
+            job_id=job_id,
+            body=document.text or "",
+            data=document.value,
+            fetched_at=document.fetched_at,
+            elapsed=document.elapsed,
+            attempts=document.attempts,
+            duplicate_keys=document.duplicate_keys,
+        )
+
+    def list_jobs(self, workflow_id: str) -> listing.JobListing:
+        """The summaries of a workflow's jobs (``archiver.api.listing``)."""
+        return listing.list_jobs(self, workflow_id)
+
+    def list_workflows(
+        self, *, project_id: str | None = None, workflow_id: str | None = None
+    ) -> Iterator[listing.WorkflowPage]:
+        """The workflows the key can see, a page at a time (``archiver.api.listing``)."""
+        return listing.list_workflows(self, project_id=project_id, workflow_id=workflow_id)
+
+    def workflow_estimate(self, workflow_id: str) -> int | None:
+        """A workflow's estimated cost in credits, None when the answer has no integer one."""
+        return listing.workflow_estimate(self, workflow_id)
+
+    def get_json(
+        self,
+        path: str,
+        *,
+        where: str,
+        query: Mapping[str, str | int | None] | None = None,
+        check: Callable[[dict[str, Any]], str | None] | None = None,
+        keep_text: bool = False,
+        too_big: str = "body",
+        hint: str = "",
+    ) -> Document:
+        """GET ``path`` (ids escaped by the caller) with ``query``, retried like a job fetch.
+
+        The answer must be a 200 with a JSON object that is not an error envelope and for which
+        ``check`` finds no reason to refuse it; anything else is the ``ApiError`` a job fetch
+        raises, its message ending with ``where``. The body text is kept only if asked: a
+        listing's caller needs the tree, not 30 MB of text beside it.
+        """
         if self._closed:
             raise ArchiverError("the API client is closed")
-        path = _job_path(workflow_id, job_id)
-        url = self._base_url() + path
+        target = path + paths.query(query or {})
+        url = self._base_url() + target
         session = self._session()
-        where = f"(workflow {_show(workflow_id)}, job {_show(job_id)})"
+        request = _Request(target, where, check, keep_text, too_big, hint)
         started = self._clock()
         total = self._retry.max_attempts or 1
         for attempt in range(total):
             began = time.monotonic()
             try:
-                answer = self._attempt(session, url, workflow_id, job_id, where)
+                answer = self._attempt(session, url, request)
             except ApiError as exc:
                 retry = exc.transient and self._retry.allows(attempt + 1)
                 delay = self._retry_delay(attempt, exc) if retry else None
                 outcome = f"{exc.status} {exc.reason}" if exc.status else exc.reason
                 tries = f"{attempt + 1} of {total}"
-                _log(path, outcome, began, tries, delay)
+                _log(target, outcome, began, tries, delay)
                 if self._observer is not None:
                     self._observer(exc.status, exc.reason, time.monotonic() - began)
                 if delay is None:
                     raise
                 self._sleep(delay)
                 continue
-            _log(path, 200, began, f"{attempt + 1} of {total}", None)
+            _log(target, 200, began, f"{attempt + 1} of {total}", None)
             if self._observer is not None:
                 self._observer(200, "ok", time.monotonic() - began)
-            return FetchedJob(
-                workflow_id=workflow_id,
-                job_id=job_id,
-                body=answer.text,
-                data=answer.decoded.value,
+            return Document(
+                value=answer.decoded.value,
+                text=answer.text,
+                duplicate_keys=tuple(answer.decoded.duplicate_keys),
                 fetched_at=answer.fetched_at,
                 elapsed=self._clock() - started,
                 attempts=attempt + 1,
-                duplicate_keys=tuple(answer.decoded.duplicate_keys),
             )
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def redact(self, text: str) -> str:
+        """``text`` with the API key replaced: for any message built from what a server sent."""
+        return text.replace(self._key, "<redacted>") if self._key else text
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -267,10 +340,9 @@ class ApiClient:
 
     # -- one request ---------------------------------------------------------------------------
 
-    def _attempt(
-        self, session: requests.Session, url: str, workflow_id: str, job_id: str, where: str
-    ) -> _Answer:
+    def _attempt(self, session: requests.Session, url: str, request: _Request) -> _Answer:
         s = self._settings
+        where = request.where
         timeout = (
             min(s.connect_timeout, s.request_deadline),
             min(s.read_timeout, s.request_deadline),
@@ -283,21 +355,30 @@ class ApiClient:
             with response:
                 if response.status_code != 200:
                     raise self._status_error(response, deadline, where)
-                raw = self._read(response, s.max_body_bytes, deadline, where)
+                raw = self._read(response, s.max_body_bytes, deadline, where, request)
                 fetched_at = datetime.now(UTC)
-        text, decoded = self._decode_job(raw, workflow_id, job_id, where)
-        return _Answer(text, decoded, fetched_at)
+        text = self._utf8(raw, where)
+        del raw  # a large body is held once, as text, while it is decoded
+        decoded = self._decode(text, request)
+        return _Answer(text if request.keep_text else None, decoded, fetched_at)
 
     def _read(
-        self, response: requests.Response, limit: int, deadline: Deadline, where: str
-    ) -> bytes:
-        """The body, decompressed, or an error: too big, too slow, or cut short."""
+        self,
+        response: requests.Response,
+        limit: int,
+        deadline: Deadline,
+        where: str,
+        request: _Request | None = None,
+    ) -> bytearray:
+        """The body, decompressed, or an error: too big, too slow, or cut short.
+
+        A bytearray, grown in place: joining a list of chunks would hold the body twice."""
         status = response.status_code
         announced = _CONTENT_LENGTH.fullmatch(response.headers.get("Content-Length", ""))
         digits = announced.group(1).lstrip("0") if announced else ""
         if len(digits) > 18 or (digits and int(digits) > limit):
-            raise self._too_big(status, limit, where)
-        chunks: list[bytes] = []
+            raise self._too_big(status, limit, where, request)
+        body = bytearray()
         size = 0
         try:
             # iter_content yields decompressed bytes (urllib3 >= 2.6 inflates at most a chunk at a
@@ -305,47 +386,43 @@ class ApiClient:
             for chunk in response.iter_content(CHUNK_SIZE):
                 size += len(chunk)
                 if size > limit:
-                    raise self._too_big(status, limit, where)
+                    raise self._too_big(status, limit, where, request)
                 if deadline.expired:
                     raise self._deadline_error(deadline, status, where)
-                chunks.append(chunk)
+                body += chunk
         except requests.RequestException as exc:
             raise self._request_error(exc, deadline, status, where) from None
         if deadline.expired:  # a close-delimited body cut off by the watchdog looks complete
             raise self._deadline_error(deadline, status, where)
-        return b"".join(chunks)
+        return body
 
-    def _decode_job(
-        self, raw: bytes, workflow_id: str, job_id: str, where: str
-    ) -> tuple[str, Decoded]:
-        def invalid(reason: str) -> InvalidResponseError:
-            text = self._redact(f"200 OK — invalid response: {reason} {where}")
-            return InvalidResponseError(text, status=200)
+    def _invalid(self, reason: str, where: str) -> InvalidResponseError:
+        text = self.redact(f"200 OK — invalid response: {reason} {where}")
+        return InvalidResponseError(text, status=200)
 
+    def _utf8(self, raw: bytearray, where: str) -> str:
         try:
-            text = raw.decode("utf-8")
-            decoded = loads(text)
+            return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise invalid(f"body is not UTF-8 (byte {exc.start})") from None
+            raise self._invalid(f"body is not UTF-8 (byte {exc.start})", where) from None
+
+    def _decode(self, text: str, request: _Request) -> Decoded:
+        try:
+            decoded = loads(text)
         except JsonError as exc:
-            raise invalid(str(exc)) from None
+            raise self._invalid(str(exc), request.where) from None
         data = decoded.value
         if not isinstance(data, dict):
-            raise invalid(f"expected a JSON object, got {type(data).__name__}")
-        envelope = error_envelope(data)  # the archive's rule: an error envelope is never a job
+            reason = f"expected a JSON object, got {type(data).__name__}"
+            raise self._invalid(reason, request.where)
+        envelope = error_envelope(data)  # the archive's rule: an error envelope is never data
         if envelope is not None:
-            raise invalid(f"a 200 carrying an error — {envelope.code}: {envelope.message}")
-        got = data.get("id")
-        if not isinstance(got, str):
-            raise invalid("the job has no string id")
-        if got != job_id:
-            raise invalid(f"asked for job {_show(job_id)} but got job {_show(got)}")
-        got_workflow = data.get("workflow_id")
-        if got_workflow is not None and got_workflow != workflow_id:
-            raise invalid(
-                f"asked for workflow {_show(workflow_id)} but got workflow {_show(got_workflow)}"
-            )
-        return text, decoded
+            reason = f"a 200 carrying an error — {envelope.code}: {envelope.message}"
+            raise self._invalid(reason, request.where)
+        problem = request.check(data) if request.check is not None else None
+        if problem is not None:
+            raise self._invalid(problem, request.where)
+        return decoded
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -353,29 +430,29 @@ class ApiClient:
         self, response: requests.Response, deadline: Deadline, where: str
     ) -> ApiError:
         status = response.status_code
-        line = _status_line(status)
+        line = status_line(status)
         if 300 <= status < 400:  # not even the Location is echoed: it is the server's text
             text = f"{line} — redirect to another location refused {where}"
-            return InvalidResponseError(self._redact(text), status=status)
+            return InvalidResponseError(self.redact(text), status=status)
         if not 400 <= status < 600:
             text = f"{line} — unexpected status {where}"
-            return InvalidResponseError(self._redact(text), status=status)
+            return InvalidResponseError(self.redact(text), status=status)
         try:
-            body = self._read(response, ERROR_BODY_LIMIT, deadline, where)
+            body = bytes(self._read(response, ERROR_BODY_LIMIT, deadline, where))
         except ApiError:
             body = b""  # the status says enough; the envelope is a bonus
-        code, message = _envelope(body)
+        code, message = envelope_of(body)
         # redact before shortening: a key echoed across the cut would otherwise survive in part
         if code is not None:
-            code = _one_line(self._redact(code))
+            code = one_line(self.redact(code))
         if message is not None:
-            message = _one_line(self._redact(message))
+            message = one_line(self.redact(message))
         retry_after = None
         if status in (429, 503):
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         detail = f" — {code or 'error'}: {message}" if message else (f" — {code}" if code else "")
-        text = self._redact(f"{line}{detail} {where}")
-        return _error_class(status, code)(text, status=status, code=code, retry_after=retry_after)
+        text = self.redact(f"{line}{detail} {where}")
+        return error_class(status, code)(text, status=status, code=code, retry_after=retry_after)
 
     def _request_error(
         self, exc: requests.RequestException, deadline: Deadline, status: int | None, where: str
@@ -383,8 +460,8 @@ class ApiClient:
         if deadline.expired:
             return self._deadline_error(deadline, status, where)
         if isinstance(exc, requests.exceptions.ContentDecodingError):
-            text = f"{_status_line(status)} — invalid response: body could not be decompressed"
-            return InvalidResponseError(self._redact(f"{text} {where}"), status=status)
+            text = f"{status_line(status)} — invalid response: body could not be decompressed"
+            return InvalidResponseError(self.redact(f"{text} {where}"), status=status)
         if isinstance(
             exc,
             requests.exceptions.InvalidURL
@@ -392,33 +469,33 @@ class ApiClient:
             | requests.exceptions.InvalidSchema
             | requests.exceptions.InvalidHeader,
         ):
-            return ConfigError(self._redact(f"cannot send the request: {_reason(exc)}"))
+            return ConfigError(self.redact(f"cannot send the request: {reason_of(exc)}"))
         connected = True
         if isinstance(exc, requests.exceptions.ConnectTimeout):
             cause, connected = "connect timed out", False
             reason = f"{cause} after {self._settings.connect_timeout}s"
-        elif isinstance(exc, requests.exceptions.ReadTimeout) or _read_timed_out(exc):
+        elif isinstance(exc, requests.exceptions.ReadTimeout) or read_timed_out(exc):
             cause = "read timed out"
             reason = f"{cause} after {self._settings.read_timeout}s"
         elif isinstance(exc, requests.exceptions.ChunkedEncodingError):
             cause = "connection dropped"
             reason = "connection dropped before the body was complete"
         else:
-            cause, connected = _connect_failure(exc)
-            reason = f"connection failed: {_reason(exc)}"
-        text = self._redact(f"{reason} {where}")
+            cause, connected = connect_failure(exc)
+            reason = f"connection failed: {reason_of(exc)}"
+        text = self.redact(f"{reason} {where}")
         return TransportError(text, status=status, cause=cause, connected=connected)
 
     def _deadline_error(self, deadline: Deadline, status: int | None, where: str) -> TransportError:
         text = f"request exceeded its {deadline.seconds}s deadline {where}"
-        return TransportError(self._redact(text), status=status, cause="deadline exceeded")
+        return TransportError(self.redact(text), status=status, cause="deadline exceeded")
 
-    def _too_big(self, status: int, limit: int, where: str) -> InvalidResponseError:
-        text = f"{_status_line(status)} — invalid response: body exceeds the {limit}-byte limit"
-        return InvalidResponseError(self._redact(f"{text} {where}"), status=status)
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._key, "<redacted>") if self._key else text
+    def _too_big(
+        self, status: int, limit: int, where: str, request: _Request | None
+    ) -> InvalidResponseError:
+        what, hint = (request.too_big, request.hint) if request else ("body", "")
+        text = f"{status_line(status)} — invalid response: {what} exceeds the {limit}-byte limit"
+        return InvalidResponseError(self.redact(f"{text} {where}{hint}"), status=status)
 
     # -- retries -----------------------------------------------------------------------------------
 
@@ -430,6 +507,9 @@ class ApiClient:
 # Helpers without state
 
 
+_retry_after = retry_after_seconds  # the name tests/polling/test_tracking.py imports
+
+
 def _log(path: str, outcome: int | str, began: float, attempt: str, delay: float | None) -> None:
     """One debug line per HTTP attempt; ``attempt`` reads "n of m"."""
     retry = f"; retrying in {delay:.2f}s" if delay is not None else ""
@@ -439,122 +519,8 @@ def _log(path: str, outcome: int | str, began: float, attempt: str, delay: float
 
 def _job_path(workflow_id: str, job_id: str) -> str:
     """The escaped path; each id is one segment whatever it holds, once it passes the id rule."""
-    for name, value in (("workflow_id", workflow_id), ("job_id", job_id)):
-        if not isinstance(value, str) or not value:
-            raise BadRequestError(f"{name} must be a non-empty string")
-        if value in (".", ".."):
-            # requests un-escapes %2E and urllib3 then removes dot segments: no way to send these
-            raise BadRequestError(f"{name} {value!r} cannot be sent as a path segment")
-        problem = id_problem(value)
-        if problem:
-            raise BadRequestError(f"{name} {shown_id(value)} {problem}; not sent")
-    # the id rule refused lone surrogates, the only text quote() cannot encode
-    return f"/v0/workflows/{quote(workflow_id, safe='')}/jobs/{quote(job_id, safe='')}"
-
-
-def _error_class(status: int, code: str | None) -> type[ApiError]:
-    if status == 401 or (status == 403 and _is_auth_code(code)):
-        return AuthenticationError
-    if status == 403:
-        return ForbiddenError
-    if status == 404:
-        return NotFoundError
-    if status == 429:
-        return RateLimitedError
-    if status >= 500:
-        return ServerError
-    return BadRequestError
-
-
-def _is_auth_code(code: str | None) -> bool:
-    if not code:
-        return False
-    lowered = code.lower()
-    # "authenticat…" but not "not_authorized": a job the key may not see is not a bad key
-    hints = ("authenticat", "api_key", "apikey", "token")
-    return lowered in AUTH_FAILURE_CODES or any(p in lowered for p in hints)
-
-
-def _envelope(body: bytes) -> tuple[str | None, str | None]:
-    """``error.code`` and ``error.message`` of an error envelope (``archiver.archive.payload``'s
-    rule), if the body is one."""
-    try:
-        envelope = error_envelope(loads(body).value)
-    except JsonError:
-        return None, None
-    return (envelope.code, envelope.message) if envelope is not None else (None, None)
-
-
-def _one_line(value: str | int) -> str:
-    text = " ".join(str(value).split())
-    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta seconds or an HTTP date; None if unusable."""
-    if not value:
-        return None
-    match = _DELTA_SECONDS.fullmatch(value)
-    if match:
-        seconds = float(match.group(1))
-        return seconds if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _status_line(status: int | None) -> str:
-    if status is None:
-        return "no response"
-    try:
-        return f"{status} {http.HTTPStatus(status).phrase}"
-    except ValueError:
-        return str(status)
-
-
-def _show(value: object) -> str:
-    """An id as it should appear in a message: bare when plain, quoted when it could mislead."""
-    if isinstance(value, str) and value.isprintable() and " " not in value and len(value) <= 100:
-        return value
-    text = repr(value)
-    return text if len(text) <= 100 else text[:99] + "…"
-
-
-def _read_timed_out(exc: requests.RequestException) -> bool:
-    """A read timeout in the middle of the body: requests re-raises it from ``iter_content`` as
-    a ConnectionError around urllib3's ReadTimeoutError (not as its own ReadTimeout)."""
-    inner = exc.args[0] if exc.args else None
-    return isinstance(inner, urllib3.exceptions.ReadTimeoutError)
-
-
-def _connect_failure(exc: BaseException) -> tuple[str, bool]:
-    """The cause of a connection error in a few words, and whether a connection was made:
-    urllib3 raises ``NewConnectionError`` (``NameResolutionError`` for DNS) before one is."""
-    inner: BaseException = exc
-    while inner.args and isinstance(inner.args[0], BaseException):
-        inner = inner.args[0]
-    found = getattr(inner, "reason", None)
-    if isinstance(found, urllib3.exceptions.NameResolutionError):
-        return "DNS lookup failed", False
-    if isinstance(found, urllib3.exceptions.NewConnectionError):
-        refused = "refused" in str(found).lower()
-        return ("connection refused" if refused else "no connection"), False
-    return "connection failed", True
-
-
-def _reason(exc: BaseException) -> str:
-    """A short reason from requests' nested errors, without object addresses or pool reprs."""
-    inner: BaseException = exc
-    while inner.args and isinstance(inner.args[0], BaseException):
-        inner = inner.args[0]
-    reason = getattr(inner, "reason", None)
-    if isinstance(reason, BaseException):
-        inner = reason
-    return _one_line(_NOISE.sub("", str(inner)) or type(inner).__name__)
+    workflow, job = segment("workflow_id", workflow_id), segment("job_id", job_id)
+    return f"/v0/workflows/{workflow}/jobs/{job}"
 
 
 def _mask_url(url: str) -> str:
