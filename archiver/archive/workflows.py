@@ -134,7 +134,12 @@ def record_workflow(
     if asked:
         values["estimated_at"] = now
     first = row["version"] == 0
-    changed = () if first else tuple(f for f in VERSIONED if not same(row[f], new[f]))
+    # the first estimate ever known completes the current version; it is no change
+    first_estimate = (
+        asked and estimate is not None and row["estimated_cost"] is None and row["version"] <= 1
+    )
+    compared = [f for f in VERSIONED if not (first_estimate and f == "estimated_cost")]
+    changed = () if first else tuple(f for f in compared if not same(row[f], new[f]))
     if first:
         version, outcome = 1, "new"
         values["first_seen_at"] = now
@@ -163,6 +168,15 @@ def record_workflow(
         )
     else:
         version, outcome = row["version"], "unchanged"
+        if first_estimate:
+            session.execute(
+                update(WORKFLOW_VERSIONS)
+                .where(
+                    WORKFLOW_VERSIONS.c.workflow_id == workflow_id,
+                    WORKFLOW_VERSIONS.c.version == version,
+                )
+                .values(estimated_cost=new["estimated_cost"])
+            )
     if outcome != "unchanged":
         values["version"] = version
         session.execute(

@@ -274,10 +274,12 @@ class Discovery:
         where = f"workflows of project {project}" if project else "workflows"
         seen = 0
         error: ApiError | None = None
-        pages = self.lister.list_workflows(project_id=project)
+        pages: Iterator[WorkflowPageLike] | None = None
         while not self.stop.is_set():
             self.limiter.acquire()
             try:
+                if pages is None:
+                    pages = self.lister.list_workflows(project_id=project)
                 page = next(pages, None)
             except ApiError as exc:
                 error = exc
@@ -298,6 +300,7 @@ class Discovery:
                     seen += 1
                 for problem in page.problems:
                     self._bad_item(session, run_id, None, f"listing {where}: {problem}", summary)
+                summary.bad_items += _unlisted(page)
         if error is not None:
             self._judge(error)
             if self._auth(error, summary):
@@ -477,6 +480,7 @@ class Discovery:
                 usable.append(item)
         for problem in problems:
             self._bad_item(session, run_id, wf, f"listing jobs of {wf}: {problem}", summary)
+        summary.bad_items += _unlisted(listing)
         if problems:
             summary.listings_with_bad_items += 1
         for start in range(0, len(usable), CHUNK):
@@ -629,6 +633,11 @@ class Discovery:
             message=message,
         )
         summary.bad_items += 1
+
+
+def _unlisted(answer: Any) -> int:
+    """Unusable items the answer counted but did not describe one by one (past its cap)."""
+    return max(0, int(getattr(answer, "unusable", 0)) - len(answer.problems))
 
 
 def _find(pages: Iterator[WorkflowPageLike], workflow_id: str) -> WorkflowInfoLike | None:
