@@ -259,7 +259,7 @@ class Settings:
         3,
         env="ARCHIVER_PAUSE_AFTER",
         flag="--pause-after",
-        help="Consecutive 403/404 answers that pause a job",
+        help="Consecutive 403/404 answers that pause a job or a watched workflow",
         commands=PASSES,
         low=1,
     )
