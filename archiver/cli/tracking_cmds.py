@@ -307,9 +307,9 @@ def _unwatch(
             )
         else:
             echo_line(
-                f"stopped watching {workflow_id}: its jobs are no longer listed; "
-                f"{counted(result.jobs_still_polled, 'tracked job')} keep being polled until "
-                "they settle (--with-jobs untracks them); a watch-all rule will not watch it again"
+                f"stopped watching {workflow_id}: its jobs are no longer listed; its "
+                f"{counted(result.jobs_still_polled, 'tracked job')} still polled until settled "
+                "(--with-jobs untracks them); a watch-all rule will not watch it again"
             )
     if missing:
         raise Abort(f"not watched: {', '.join(missing)}")
