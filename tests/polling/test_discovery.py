@@ -466,3 +466,66 @@ def test_two_workers_list_each_workflow_once(
     mark = len(server.requests)
     again = run_pass(sessions, server, now, lease=WorkflowLease("a", 30.0, 300.0))
     assert listed(since(server, mark)) == {} and again.listing is not None
+
+
+def test_a_wrong_url_counts_against_no_workflow_and_stops_the_pass(
+    sessions: sessionmaker[Session], api: tuple[FakeApi, ScriptedServer]
+) -> None:
+    """404s without the API's envelope (a web server's page: a wrong base URL) are the
+    settings' fault: recorded, no workflow's failure count moves, the pass says so."""
+    fake, server = api
+    for wf in ("wf-1", "wf-2"):
+        fake.add_workflow(wf)
+        fake.override[f"/v0/workflows/{wf}/jobs"] = Reply(404, b"<html>not here</html>")
+    with sessions.begin() as session:
+        watching.watch_workflows(session, ["wf-1", "wf-2"], T0)
+        session.execute(WORKFLOWS.update().values(version=1, estimated_at=T0, last_seen_at=T0))
+
+    summary = run_pass(sessions, server, T0 + timedelta(seconds=1), pause_after=1)
+
+    assert summary.api_unusable is not None and "404" in summary.api_unusable
+    wfs = rows(sessions, select(WORKFLOWS.c.state, WORKFLOWS.c.consecutive_failures))
+    assert {tuple(w) for w in wfs} == {("watched", 0)}
+    assert len(rows(sessions, select(ERRORS))) == 2
+
+
+def test_the_pass_counts_the_jobs_the_listing_made_due(
+    sessions: sessionmaker[Session], api: tuple[FakeApi, ScriptedServer]
+) -> None:
+    fake, server = api
+    fake.add_workflow("wf-1")
+    fake.add_job("wf-1", "j1")
+    fake.add_job("wf-1", "j2")
+    watch(sessions, "wf-1")
+    settings = settings_for(server.url)
+    started: list[int] = []
+    with ApiClient(settings) as client:
+        sync = SyncPass.from_settings(settings, sessions, client, now=lambda: T0)
+        summary = sync.run(on_start=started.append)
+    assert started == [2] and summary.due == 2 and summary.counts["new"] == 2
+
+
+def test_daemon_passes_list_each_workflow_once_per_interval(
+    db_url: str, sessions: sessionmaker[Session], api: tuple[FakeApi, ScriptedServer]
+) -> None:
+    from archiver.polling.daemon import Daemon
+
+    fake, server = api
+    fake.add_workflow("wf-1")
+    fake.add_job("wf-1", "j1")
+    watch(sessions, "wf-1")
+    settings = settings_for(server.url, database_url=db_url, run_interval=3600.0)
+    daemon = Daemon(settings)
+    try:
+        first = daemon.pass_once()
+        second = daemon.pass_once()  # within half the interval: not listed again
+    finally:
+        daemon.client.close()
+        daemon.engine.dispose()
+    assert first is not None and first.listing is not None
+    assert (first.listing.workflows_listed, first.counts["new"]) == (1, 1)
+    assert second is not None and second.listing is not None
+    assert second.listing.workflows_listed == 0
+    assert listed(server.requests) == {"wf-1": 1}
+    (wf,) = rows(sessions, select(WORKFLOWS.c.lease_owner, WORKFLOWS.c.claim_token))
+    assert (wf.lease_owner, wf.claim_token) == (None, 1)
