@@ -236,10 +236,12 @@ def _watch(
     workflows: tuple[str, ...], all_workflows: bool, project_id: str | None, url: str | None
 ) -> None:
     from archiver.polling import watching
+    from archiver.polling.watching import validate_workflow_id
 
     ids = _checked_workflow_ids(workflows)
-    if project_id is not None:
-        _checked_workflow_ids((project_id,))
+    problem = None if project_id is None else validate_workflow_id(project_id, "project_id")
+    if problem:
+        raise Abort(problem)
     settings = build_settings(database_url=url)
     now = datetime.now(UTC)
     with open_archive(settings) as sessions, sessions.begin() as session:

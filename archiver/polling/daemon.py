@@ -279,6 +279,7 @@ class Daemon:
                 "seconds": round(summary.seconds, 3),
                 **summary.counts,
                 "changes": summary.changes,
+                **(summary.listing.run_counts() if summary.listing else {}),
             },
         )
 

@@ -492,6 +492,7 @@ class Discovery:
                 last_listed_at=now,
                 jobs_listed=len(usable),
                 consecutive_failures=0,
+                last_error=None,
             )
         )
 

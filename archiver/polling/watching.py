@@ -41,10 +41,13 @@ def state_values(state: str, now: datetime, source: str | None = None) -> dict[s
     return values
 
 
-def validate_workflow_id(workflow_id: str) -> str | None:
-    """Why ``workflow_id`` cannot be watched, or None."""
+def validate_workflow_id(workflow_id: str, name: str = "workflow_id") -> str | None:
+    """Why ``workflow_id`` cannot be watched (or, with ``name``, another id sent to the
+    listing endpoints), or None."""
+    if workflow_id in (".", ".."):  # a path segment no HTTP client sends as it is
+        return f"{name} {workflow_id!r} cannot be sent to the API as an id"
     problem = id_problem(workflow_id)
-    return f"workflow_id {shown_id(workflow_id)} {problem}" if problem else None
+    return f"{name} {shown_id(workflow_id)} {problem}" if problem else None
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,12 @@ def test_untrack_with_jobs(db_url: str, sessions: sessionmaker[Session]) -> None
     [
         (("track", "--workflow", "wf\n1"), 1, "workflow_id 'wf\\n1' contains a control character"),
         (("track", "--workflow", "x" * 200), 1, "is longer than 191 characters"),
+        (("track", "--workflow", ".."), 1, "workflow_id '..' cannot be sent to the API"),
+        (
+            ("track", "--all-workflows", "--project-id", "p\tq"),
+            1,
+            "project_id 'p\\tq' contains a control character",
+        ),
         (("track", "--project-id", "p"), 2, "--project-id goes with --all-workflows"),
         (("track", "--workflow", "w", "--all-workflows"), 2, "give one of"),
         (("track", "wf", "job", "--workflow", "w"), 2, "give one of"),

@@ -326,6 +326,8 @@ def test_a_listing_that_fails_is_recorded_and_the_other_workflows_go_on(
     del fake.override["/v0/workflows/wf-1/jobs"]  # the next pass tries again
     again = run_pass(sessions, server, T0 + timedelta(seconds=30))
     assert again.listing is not None and again.listing.jobs_discovered == 1
+    wf1 = rows(sessions, select(WORKFLOWS).where(WORKFLOWS.c.workflow_id == "wf-1"))[0]
+    assert (wf1.consecutive_failures, wf1.last_error) == (0, None)
 
 
 @pytest.mark.parametrize("status", [403, 404])
