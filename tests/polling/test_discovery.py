@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.api.client import ApiClient
 from archiver.config import Settings
-from archiver.models import ERRORS, JOBS, RUNS, TRACKED, WORKFLOW_CHANGES, WORKFLOWS
+from archiver.models import ERRORS, JOBS, RUNS, TRACKED, WATCH_RULES, WORKFLOW_CHANGES, WORKFLOWS
 from archiver.polling import tracking, watching
 from archiver.polling.discovery import WorkflowLease
 from archiver.polling.sync import SyncPass, SyncSummary
@@ -531,3 +531,52 @@ def test_daemon_passes_list_each_workflow_once_per_interval(
     assert listed(server.requests) == {"wf-1": 1}
     (wf,) = rows(sessions, select(WORKFLOWS.c.lease_owner, WORKFLOWS.c.claim_token))
     assert (wf.lease_owner, wf.claim_token) == (None, 1)
+
+
+def test_a_rule_pages_through_every_workflow_and_records_bad_page_items(
+    sessions: sessionmaker[Session], api: tuple[FakeApi, ScriptedServer]
+) -> None:
+    fake, server = api
+    ids = [f"wf-{i:03d}" for i in range(120)]
+    for wf in ids:
+        fake.add_workflow(wf)
+    with sessions.begin() as session:
+        watching.watch_all(session, None, T0)
+
+    summary = run_pass(sessions, server, T0)
+
+    assert kinds(server.requests)["list_workflows"] == 3  # 50 + 50 + 20
+    assert listed(server.requests) == dict.fromkeys(ids, 1)
+    assert summary.listing is not None and summary.listing.workflows_found == 120
+    with sessions() as session:
+        rule = session.execute(select(WATCH_RULES)).one()
+    assert (rule.workflows_listed, rule.last_listed_at) == (120, T0)
+
+    page = {"workflows": [{"id": "wf-000"}, 7, {"name": "no id"}], "pagination": {"total": 3}}
+    fake.override["/v0/workflows"] = Reply(200, page)
+    mark = len(server.requests)
+    again = run_pass(sessions, server, T0 + timedelta(seconds=30))
+    assert kinds(since(server, mark))["list_workflows"] == 1
+    assert again.listing is not None and again.listing.bad_items == 2
+    bad = rows(sessions, select(ERRORS).where(ERRORS.c.reason == "invalid_list_item"))
+    assert [(e.workflow_id, e.job_id) for e in bad] == [(None, None), (None, None)]
+    assert all(e.message.startswith("listing workflows: item ") for e in bad)
+
+
+class _FetchOnly:
+    """A client without the listing endpoints (an older one, or a test double)."""
+
+    def fetch_job(self, workflow_id: str, job_id: str):
+        raise AssertionError("nothing is due")
+
+
+def test_a_client_without_the_listing_endpoints_lists_nothing(
+    sessions: sessionmaker[Session],
+) -> None:
+    watch(sessions, "wf-1")
+    sync = SyncPass.from_settings(
+        settings_for("http://127.0.0.1:9"), sessions, _FetchOnly(), now=lambda: T0
+    )
+    summary = sync.run()
+    assert summary.listing is None and summary.due == 0
+    assert "listed" not in summary.line()
