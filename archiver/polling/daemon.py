@@ -158,10 +158,13 @@ class Daemon:
                     window=1,
                     discover=False,  # one request tells; the full pass lists
                 )
-                if probe.auth_error or not probe.due:
+                if probe.auth_error:
                     self._after_pass(probe, time.monotonic() - started)
                     return probe
-                self._key_accepted()
+                if probe.due:
+                    self._key_accepted()
+                # else no job to probe with (only watched workflows, say): the full pass's
+                # listing tells, and stops at its first rejection
             concurrency = self.settings.concurrency
             summary = self.sync.run(
                 claims=self._claims(concurrency),
@@ -257,9 +260,10 @@ class Daemon:
         elif summary.api_unusable:
             self._api_unusable(summary)
         else:
-            if self.health.key_rejected is not None and summary.due:
+            answered = summary.due or (summary.listing and summary.listing.workflows_listed)
+            if self.health.key_rejected is not None and answered:
                 self._key_accepted()
-            if self.health.api_unusable is not None and summary.due:
+            if self.health.api_unusable is not None and answered:
                 log.info("the API answers again", extra={"event": "api_usable"})
                 self.health.api_unusable = None
             self.health.last_success = time.time()

@@ -228,13 +228,36 @@ class Discovery:
         self.concurrency = concurrency
         self.stop = stop
         self.first = first
+        # claims taken and not yet done (a pass stopped, a lease lost): given back at the end
+        self._outstanding: dict[tuple[str, str], ListingClaim] = {}
 
     def run(self, run_id: int, lease: WorkflowLease | None = None) -> ListingSummary:
         summary = ListingSummary()
-        self._rules(run_id, lease, summary)
-        if not self.stop.is_set():
-            self._workflows(run_id, lease, summary)
+        self._outstanding = {}
+        try:
+            self._rules(run_id, lease, summary)
+            if not self.stop.is_set():
+                self._workflows(run_id, lease, summary)
+        finally:
+            self._give_back()
         return summary
+
+    def _give_back(self) -> None:
+        """Release the claims this pass took and did not finish, so that the next pass (of any
+        worker) lists them instead of waiting for the lease to expire."""
+        if not self._outstanding:
+            return
+        with self.sessions.begin() as session:
+            for (name, _), held in self._outstanding.items():
+                table, key = _TABLES[name]
+                leases.listing_released(session, table, key, held)
+        self._outstanding = {}
+
+    def _done(
+        self, session: Session, table: Any, key: Any, held: ListingClaim, hold: float | None
+    ) -> None:
+        leases.listing_done(session, table, key, held, hold)
+        self._outstanding.pop((table.name, held.key), None)
 
     # --- watch-all rules -----------------------------------------------------------------------
 
@@ -264,6 +287,7 @@ class Discovery:
                 batch = claim(session, lease.owner, listed_before, PAGE, lease.lease_seconds)
             if not batch:
                 return
+            self._outstanding.update({(table.name, c.key): c for c in batch})
             yield from batch
 
     def _expand(
@@ -331,7 +355,7 @@ class Discovery:
                     update(WATCH_RULES).where(WATCH_RULES.c.project_id == held.key).values(**values)
                 )
             hold = None if error is None else (lease.listed_within if lease else None)
-            leases.listing_done(session, WATCH_RULES, WATCH_RULES.c.project_id, held, hold)
+            self._done(session, WATCH_RULES, WATCH_RULES.c.project_id, held, hold)
 
     @staticmethod
     def _after_description(session: Session, stored: StoredWorkflow) -> None:
@@ -458,7 +482,7 @@ class Discovery:
                 hold = None
             else:
                 hold = None  # stopped before its listJobs: the next pass lists it
-            leases.listing_done(session, WORKFLOWS, WORKFLOWS.c.workflow_id, held, hold)
+            self._done(session, WORKFLOWS, WORKFLOWS.c.workflow_id, held, hold)
 
     def _apply_listing(
         self,
@@ -634,6 +658,12 @@ class Discovery:
             message=message,
         )
         summary.bad_items += 1
+
+
+_TABLES = {
+    WATCH_RULES.name: (WATCH_RULES, WATCH_RULES.c.project_id),
+    WORKFLOWS.name: (WORKFLOWS, WORKFLOWS.c.workflow_id),
+}
 
 
 def _unlisted(answer: Any) -> int:

@@ -244,3 +244,12 @@ def listing_done(
     else:
         values = {"lease_expires_at": database_now(session) + timedelta(seconds=hold_seconds)}
     session.execute(update(table).where(key == held.key).values(**values))
+
+
+def listing_released(session: Session, table: Table, key: Any, held: ListingClaim) -> None:
+    """Give back a listing claim that was not done, if it is still this claim."""
+    if held.token is None:
+        return
+    session.execute(
+        update(table).where(key == held.key, table.c.claim_token == held.token).values(**RELEASED)
+    )

@@ -580,3 +580,70 @@ def test_a_client_without_the_listing_endpoints_lists_nothing(
     summary = sync.run()
     assert summary.listing is None and summary.due == 0
     assert "listed" not in summary.line()
+
+
+@pytest.mark.parametrize("empty_db_url", ["postgresql", "mariadb"], indirect=True)
+def test_listing_leases_after_a_failure_and_after_a_stopped_pass(
+    sessions: sessionmaker[Session], api: tuple[FakeApi, ScriptedServer]
+) -> None:
+    """A failed listing keeps its lease for half an interval (no other worker retries it within
+    the interval); claims a stopped pass did not get to are given back at once."""
+    fake, server = api
+    for wf in ("wf-1", "wf-2", "wf-3"):
+        fake.add_workflow(wf)
+    watch(sessions, "wf-1", "wf-2", "wf-3")
+    fake.override["/v0/workflows/wf-1/jobs"] = error(503, "unavailable", "later")
+    now = datetime.now(UTC)
+    run_pass(sessions, server, now, lease=WorkflowLease("a", 30.0, 300.0))
+    held = dict(rows(sessions, select(WORKFLOWS.c.workflow_id, WORKFLOWS.c.lease_owner)))
+    assert held == {"wf-1": "a", "wf-2": None, "wf-3": None}
+
+    mark = len(server.requests)
+    later = now + timedelta(seconds=20)  # wf-2 and wf-3 were listed within the half interval
+    run_pass(sessions, server, later, lease=WorkflowLease("b", 30.0, 300.0))
+    assert listed(since(server, mark)) == {}
+
+    for wf in ("wf-1", "wf-2", "wf-3"):
+        fake.override[f"/v0/workflows/{wf}/jobs"] = error(401, "unauthorized", "bad key")
+    with sessions.begin() as session:
+        session.execute(WORKFLOWS.update().values(lease_owner=None, lease_expires_at=None))
+    mark = len(server.requests)
+    stopped = run_pass(
+        sessions,
+        server,
+        now + timedelta(minutes=5),
+        lease=WorkflowLease("c", 30.0, 300.0),
+        concurrency=1,
+    )
+    assert stopped.auth_error is not None
+    assert len(listed(since(server, mark))) == 1
+    owners = {r.lease_owner for r in rows(sessions, select(WORKFLOWS.c.lease_owner))}
+    assert owners == {None}
+
+
+def test_a_daemon_watching_only_workflows_finds_its_key_accepted_again(
+    db_url: str, sessions: sessionmaker[Session], api: tuple[FakeApi, ScriptedServer]
+) -> None:
+    from archiver.polling.daemon import Daemon
+
+    fake, server = api
+    fake.add_workflow("wf-1")
+    fake.add_job("wf-1", "j1")
+    watch(sessions, "wf-1")
+    fake.override["/v0/workflows/wf-1"] = error(401, "unauthorized", "bad key")
+    fake.override["/v0/workflows/wf-1/jobs"] = error(401, "unauthorized", "bad key")
+    fake.override["/v0/workflows"] = error(401, "unauthorized", "bad key")
+    fake.override["/v0/workflows/wf-1/estimate"] = error(401, "unauthorized", "bad key")
+    daemon = Daemon(settings_for(server.url, database_url=db_url, run_interval=0.002))
+    try:
+        first = daemon.pass_once()
+        assert first is not None and first.auth_error is not None
+        assert daemon.health.key_rejected is not None
+        fake.override.clear()
+        again = daemon.pass_once()  # no job to probe with: the listing tells
+    finally:
+        daemon.client.close()
+        daemon.engine.dispose()
+    assert again is not None and again.auth_error is None
+    assert daemon.health.key_rejected is None
+    assert again.counts["new"] == 1
