@@ -345,4 +345,4 @@ def _show_workflows(fmt: str, url: str | None) -> None:
         ]
         show(Grid(counted(len(rules), "watch-all rule"), RULE_COLUMNS, rule_rows))
     table_rows = [[getattr(row, c) for c in WORKFLOW_COLUMNS] for row in rows]
-    show(Grid(counted(len(rows), "watched workflow"), WORKFLOW_COLUMNS, table_rows))
+    show(Grid(counted(len(rows), "workflow"), WORKFLOW_COLUMNS, table_rows))

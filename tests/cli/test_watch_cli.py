@@ -62,7 +62,7 @@ def test_watch_list_and_unwatch_workflows(db_url: str, sessions: sessionmaker[Se
     table = archiver(db_url, "tracked", "--workflows")
     lines = table.stdout.splitlines()
     assert lines[0] == "1 watch-all rule" and lines[2].split()[0] == "p-1"
-    assert lines[3] == "2 watched workflows"
+    assert lines[3] == "2 workflows"
     assert [line.split()[0] for line in lines[5:]] == ["wf-1", "wf-2"]
     assert all("watched" in line for line in lines[5:])
 
