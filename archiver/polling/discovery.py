@@ -507,6 +507,7 @@ class Discovery:
         summary.bad_items += _unlisted(listing)
         if problems:
             summary.listings_with_bad_items += 1
+        usable.sort(key=lambda item: item.job_id)
         for start in range(0, len(usable), CHUNK):
             self._compare(session, wf, usable[start : start + CHUNK], now, summary)
         session.execute(
@@ -555,7 +556,9 @@ class Discovery:
                 ).where(JOBS.c.workflow_id == wf, JOBS.c.job_id.in_(ids))
             )
         }
-        new = list(dict.fromkeys(i for i in ids if i not in known))
+        # rows written in key order, the order archiving locks them in: fewer deadlocks with a
+        # worker archiving these jobs meanwhile
+        new = sorted(set(i for i in ids if i not in known))
         if new:
             summary.jobs_discovered += tracking.track(session, [(wf, j) for j in new], now)
         changes: list[tuple[tuple[str, str], dict[str, Any]]] = []
@@ -572,7 +575,7 @@ class Discovery:
                 values.update(_due(row, now))
                 summary.jobs_changed += 1
             changes.append(((wf, item.job_id), values))
-        tracking.apply_many(session, changes)
+        tracking.apply_many(session, sorted(changes, key=lambda change: change[0]))
 
     # --- failures ------------------------------------------------------------------------------
 
