@@ -324,7 +324,7 @@ class Discovery:
                     seen += 1
                 for problem in page.problems:
                     self._bad_item(session, run_id, None, f"listing {where}: {problem}", summary)
-                summary.bad_items += _unlisted(page)
+                summary.bad_items += _unusable(page)
         if error is not None:
             self._judge(error)
             if self._auth(error, summary):
@@ -504,7 +504,7 @@ class Discovery:
                 usable.append(item)
         for problem in problems:
             self._bad_item(session, run_id, wf, f"listing jobs of {wf}: {problem}", summary)
-        summary.bad_items += _unlisted(listing)
+        summary.bad_items += _unusable(listing) + len(problems) - len(listing.problems)
         if problems:
             summary.listings_with_bad_items += 1
         usable.sort(key=lambda item: item.job_id)
@@ -660,7 +660,6 @@ class Discovery:
             reason="invalid_list_item",
             message=message,
         )
-        summary.bad_items += 1
 
 
 _TABLES = {
@@ -669,9 +668,11 @@ _TABLES = {
 }
 
 
-def _unlisted(answer: Any) -> int:
-    """Unusable items the answer counted but did not describe one by one (past its cap)."""
-    return max(0, int(getattr(answer, "unusable", 0)) - len(answer.problems))
+def _unusable(answer: Any) -> int:
+    """The unusable items of an answer: all it counted, described one by one or not (a
+    listing describes the first ``MAX_PROBLEMS`` and counts the rest)."""
+    counted_all = getattr(answer, "unusable", None)
+    return len(answer.problems) if counted_all is None else int(counted_all)
 
 
 def _find(pages: Iterator[WorkflowPageLike], workflow_id: str) -> WorkflowInfoLike | None:
