@@ -323,7 +323,7 @@ class Discovery:
                         summary.workflows_found += 1
                     seen += 1
                 for problem in page.problems:
-                    self._bad_item(session, run_id, None, f"listing {where}: {problem}", summary)
+                    self._bad_item(session, run_id, None, f"listing {where}: {problem}")
                 summary.bad_items += _unusable(page)
         if error is not None:
             self._judge(error)
@@ -503,7 +503,7 @@ class Discovery:
             else:
                 usable.append(item)
         for problem in problems:
-            self._bad_item(session, run_id, wf, f"listing jobs of {wf}: {problem}", summary)
+            self._bad_item(session, run_id, wf, f"listing jobs of {wf}: {problem}")
         summary.bad_items += _unusable(listing) + len(problems) - len(listing.problems)
         if problems:
             summary.listings_with_bad_items += 1
@@ -648,9 +648,8 @@ class Discovery:
             error_code=exc.code,
         )
 
-    def _bad_item(
-        self, session: Session, run_id: int, wf: str | None, message: str, summary: ListingSummary
-    ) -> None:
+    def _bad_item(self, session: Session, run_id: int, wf: str | None, message: str) -> None:
+        """One unusable list item, in ``sync_errors`` with its workflow (None: a rule's page)."""
         runs.record_error(
             session,
             run_id,
