@@ -200,6 +200,7 @@ class _Listed:
     listing: JobListingLike | None = None
     errors: list[tuple[str, ApiError]] = field(default_factory=list)  # (what, error)
     failed: ApiError | None = None  # listJobs failed
+    estimate_failed: bool = False
 
 
 class Discovery:
@@ -417,25 +418,29 @@ class Discovery:
         out = _Listed(target)
         wf = target.held.key
         now = self.now()
-        try:
+        try:  # a failed description is asked again next pass; the jobs are listed anyway
             if target.version == 0 or _older(target.last_seen_at, now - self.refresh):
                 out.described = True
                 self.limiter.acquire()
                 out.info = _find(self.lister.list_workflows(workflow_id=wf), wf)
-            moved = out.info is not None and not same(out.info.updated_at, target.updated_at)
-            if (
-                moved
-                or target.estimated_at is None
-                or _older(target.estimated_at, now - self.refresh)
-            ):
+        except AuthenticationError as exc:
+            out.failed = exc
+            return out
+        except ApiError as exc:
+            out.errors.append(("describing", exc))
+        moved = out.info is not None and not same(out.info.updated_at, target.updated_at)
+        due = target.estimated_at is None or _older(target.estimated_at, now - self.refresh)
+        try:  # a failed estimate is asked again after ``workflow_refresh``, not every pass
+            if (moved or due) and not self.stop.is_set():
                 self.limiter.acquire()
                 out.estimate = self.lister.workflow_estimate(wf)
                 out.estimated = True
         except AuthenticationError as exc:
             out.failed = exc
             return out
-        except ApiError as exc:  # the description waits for the next refresh; jobs go on
-            out.errors.append(("describing", exc))
+        except ApiError as exc:
+            out.errors.append(("estimating", exc))
+            out.estimate_failed = True
         if self.stop.is_set():
             return out
         try:
@@ -471,9 +476,14 @@ class Discovery:
                 stored = record_workflow(
                     session, got.info, now, estimate=got.estimate if got.estimated else KEEP
                 )
-                self._after_description(session, stored)
+                if not got.estimated:
+                    self._after_description(session, stored)
             elif got.estimated:
                 record_estimate(session, wf, got.estimate, now)
+            if got.estimate_failed:
+                session.execute(
+                    update(WORKFLOWS).where(WORKFLOWS.c.workflow_id == wf).values(estimated_at=now)
+                )
             if got.failed is not None:
                 self._listing_failed(session, run_id, wf, got.failed, now, summary)
                 hold = lease.listed_within if lease else None

@@ -647,3 +647,31 @@ def test_a_daemon_watching_only_workflows_finds_its_key_accepted_again(
     assert again is not None and again.auth_error is None
     assert daemon.health.key_rejected is None
     assert again.counts["new"] == 1
+
+
+def test_a_failed_estimate_is_recorded_and_asked_again_only_after_the_refresh(
+    sessions: sessionmaker[Session], api: tuple[FakeApi, ScriptedServer]
+) -> None:
+    fake, server = api
+    fake.add_workflow("wf-1", name="Ortho")
+    fake.add_job("wf-1", "j1")
+    fake.override["/v0/workflows/wf-1/estimate"] = error(403, "forbidden_access", "no estimate")
+    watch(sessions, "wf-1")
+
+    first = run_pass(sessions, server, T0)
+
+    assert first.listing is not None
+    assert (first.listing.workflows_listed, first.listing.jobs_discovered) == (1, 1)
+    (err,) = rows(sessions, select(ERRORS))
+    assert (err.workflow_id, err.http_status) == ("wf-1", 403)
+    assert err.message.startswith("estimating workflow wf-1: 403")
+    wf = rows(sessions, select(WORKFLOWS))[0]
+    assert (wf.name, wf.estimated_cost, wf.estimated_at, wf.state) == ("Ortho", None, T0, "watched")
+
+    mark = len(server.requests)
+    run_pass(sessions, server, T0 + timedelta(seconds=30))
+    assert kinds(since(server, mark)) == {"list_jobs": 1}
+    mark = len(server.requests)
+    run_pass(sessions, server, T0 + timedelta(minutes=61))  # past workflow_refresh
+    asked = kinds(since(server, mark))
+    assert (asked["describe"], asked["estimate"], asked["list_jobs"]) == (1, 1, 1)
