@@ -73,8 +73,9 @@ class StoredWorkflow:
         return self.outcome == "new" or "updated_at" in self.changed
 
 
-def ensure_row(session: Session, workflow_id: str, now: datetime, state: str = "known") -> None:
-    """A ``workflows`` row for ``workflow_id`` (version 0, undescribed) if it has none yet."""
+def ensure_row(session: Session, workflow_id: str, now: datetime) -> None:
+    """A ``workflows`` row for ``workflow_id`` (version 0, undescribed, state ``known``: not
+    watched; ``archiver.polling.watching`` moves it) if it has none yet."""
     upsert(
         session,
         WORKFLOWS,
@@ -84,8 +85,8 @@ def ensure_row(session: Session, workflow_id: str, now: datetime, state: str = "
                 "version": 0,
                 "first_seen_at": now,
                 "last_seen_at": now,
-                "watched": state in ("watched", "paused"),
-                "state": state,
+                "watched": False,
+                "state": "known",
                 "consecutive_failures": 0,
                 "claim_token": 0,
             }
