@@ -259,9 +259,16 @@ class Settings:
         3,
         env="ARCHIVER_PAUSE_AFTER",
         flag="--pause-after",
-        help="Consecutive 403/404 answers that pause a job",
+        help="Consecutive 403/404 answers that pause a job or a watched workflow",
         commands=PASSES,
         low=1,
+    )
+    workflow_refresh: float = setting(
+        3600.0,
+        env="ARCHIVER_WORKFLOW_REFRESH",
+        flag="--workflow-refresh",
+        help="Seconds between re-reads of a watched workflow's description and cost estimate",
+        commands=PASSES,
     )
     # the daemon
     run_interval: float = setting(
@@ -297,7 +304,13 @@ class Settings:
                 "the database URL has an unescaped '@' in its user name or password: write it as "
                 "%40 (the URL is not shown: it holds the password)"
             )
-        for name in ("connect_timeout", "read_timeout", "request_deadline", "poll_interval"):
+        for name in (
+            "connect_timeout",
+            "read_timeout",
+            "request_deadline",
+            "poll_interval",
+            "workflow_refresh",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.concurrency < 1:

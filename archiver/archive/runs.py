@@ -28,6 +28,9 @@ COUNTS = (
     "failed",
     "skipped",
     "problems",
+    "workflows_listed",
+    "jobs_discovered",
+    "list_failed",
 )
 
 

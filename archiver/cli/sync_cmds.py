@@ -103,6 +103,10 @@ def sync(everything: bool, database_url: str | None, **flags: Any) -> None:
         )
     if shown.more:
         click.echo(f"… and {shown.more} more (see sync_errors)", err=True)
+    listing = summary.listing
+    if listing is not None:  # a listing's failures, like a job's, said as they are
+        for message in listing.errors[: shown.limit]:
+            echo_line(f"failed    {message}", err=True)
     click.echo(summary.line())
     if summary.failed:
         click.echo(summary.failures_line())
@@ -115,7 +119,7 @@ def sync(everything: bool, database_url: str | None, **flags: Any) -> None:
         raise Abort(
             unusable_message(summary.api_unusable, summary.api_unusable_count, settings.api_url)
         )
-    if summary.failed:
+    if summary.failed or (listing is not None and listing.list_failed):
         raise SystemExit(1)
 
 

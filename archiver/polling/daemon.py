@@ -45,6 +45,7 @@ from archiver.config import Settings, mask_url
 from archiver.errors import ArchiverError, ConfigError, DatabaseError
 from archiver.models import TrackedJob
 from archiver.polling import leases, malloc
+from archiver.polling.discovery import WorkflowLease
 from archiver.polling.failures import unusable_message
 from archiver.polling.metrics import Health, Metrics, MonitoringServer
 from archiver.polling.stall import StallWatchdog
@@ -127,6 +128,13 @@ class Daemon:
                 return
             yield from batch
 
+    def listing_lease(self) -> WorkflowLease:
+        """Workflows and rules are listed by one worker per interval: those not listed within
+        half of it, each claimed for as long as a job's lease."""
+        return WorkflowLease(
+            self.owner, self.settings.run_interval / 2, self.settings.lease_duration()
+        )
+
     def pass_once(self) -> SyncSummary | None:
         """Run one pass; never raises (a failed pass is logged, counted, and tried again later)."""
         if self.stopping.is_set():
@@ -148,16 +156,21 @@ class Daemon:
                     claims=itertools.islice(self._claims(1), 1),
                     on_job=self.metrics.observe_job,
                     window=1,
+                    discover=False,  # one request tells; the full pass lists
                 )
-                if probe.auth_error or not probe.due:
+                if probe.auth_error:
                     self._after_pass(probe, time.monotonic() - started)
                     return probe
-                self._key_accepted()
+                if probe.due:
+                    self._key_accepted()
+                # else no job to probe with (only watched workflows, say): the full pass's
+                # listing tells, and stops at its first rejection
             concurrency = self.settings.concurrency
             summary = self.sync.run(
                 claims=self._claims(concurrency),
                 on_job=self.metrics.observe_job,
                 window=concurrency,
+                lease=self.listing_lease(),
             )
             self._after_pass(summary, time.monotonic() - started)
         except (SQLAlchemyError, ArchiverError, OSError) as exc:
@@ -247,9 +260,10 @@ class Daemon:
         elif summary.api_unusable:
             self._api_unusable(summary)
         else:
-            if self.health.key_rejected is not None and summary.due:
+            answered = summary.due or (summary.listing and summary.listing.workflows_listed)
+            if self.health.key_rejected is not None and answered:
                 self._key_accepted()
-            if self.health.api_unusable is not None and summary.due:
+            if self.health.api_unusable is not None and answered:
                 log.info("the API answers again", extra={"event": "api_usable"})
                 self.health.api_unusable = None
             self.health.last_success = time.time()
@@ -269,6 +283,7 @@ class Daemon:
                 "seconds": round(summary.seconds, 3),
                 **summary.counts,
                 "changes": summary.changes,
+                **(summary.listing.run_counts() if summary.listing else {}),
             },
         )
 

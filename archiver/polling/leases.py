@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, select, text, tuple_, update
+from sqlalchemy import CursorResult, Table, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from archiver.errors import ArchiverError
-from archiver.models import TRACKED
+from archiver.models import TRACKED, WATCH_RULES, WORKFLOWS
 from archiver.polling.tracking import POLLED_STATES
 
 
@@ -138,3 +138,118 @@ def release(session: Session, owner: str) -> int:
         update(TRACKED).where(TRACKED.c.lease_owner == owner).values(**RELEASED)
     )
     return int(result.rowcount or 0)
+
+
+# --- listing leases: each workflow (and each watch-all rule) listed by one worker per interval ---
+
+
+@dataclass(frozen=True)
+class ListingClaim:
+    """A workflow id (or a rule's project id) claimed for listing; token None: no lease."""
+
+    key: str
+    token: int | None = None
+
+
+def claim_workflows(
+    session: Session, owner: str, listed_before: datetime, limit: int, lease_seconds: float
+) -> list[ListingClaim]:
+    """Claim up to ``limit`` watched workflows not listed since ``listed_before`` (by any
+    worker) that nobody holds a live lease on."""
+    return _claim_listing(
+        session,
+        WORKFLOWS,
+        WORKFLOWS.c.workflow_id,
+        [WORKFLOWS.c.state == "watched"],
+        owner,
+        listed_before,
+        limit,
+        lease_seconds,
+    )
+
+
+def claim_rules(
+    session: Session, owner: str, listed_before: datetime, limit: int, lease_seconds: float
+) -> list[ListingClaim]:
+    """``claim_workflows`` for the active watch-all rules."""
+    return _claim_listing(
+        session,
+        WATCH_RULES,
+        WATCH_RULES.c.project_id,
+        [WATCH_RULES.c.state == "active"],
+        owner,
+        listed_before,
+        limit,
+        lease_seconds,
+    )
+
+
+def _claim_listing(
+    session: Session,
+    table: Table,
+    key: Any,
+    where: list[Any],
+    owner: str,
+    listed_before: datetime,
+    limit: int,
+    lease_seconds: float,
+) -> list[ListingClaim]:
+    now = database_now(session)
+    query = (
+        select(table.c.id)
+        .where(
+            *where,
+            table.c.last_listed_at.is_(None) | (table.c.last_listed_at < listed_before),
+            table.c.lease_expires_at.is_(None) | (table.c.lease_expires_at < now),
+        )
+        .order_by(table.c.last_listed_at, table.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(session.scalars(query))
+    if not ids:
+        return []
+    session.execute(
+        update(table)
+        .where(table.c.id.in_(ids))
+        .values(
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            claim_token=table.c.claim_token + 1,
+        )
+    )
+    rows = session.execute(
+        select(key.label("key"), table.c.claim_token).where(table.c.id.in_(ids)).order_by(key)
+    )
+    return [ListingClaim(r.key, r.claim_token) for r in rows]
+
+
+def holds_listing(session: Session, table: Table, key: Any, held: ListingClaim) -> bool:
+    """Lock the claimed row and tell whether the claim still holds (always, without a lease)."""
+    token = session.execute(
+        select(table.c.claim_token).where(key == held.key).with_for_update()
+    ).scalar_one_or_none()
+    return held.token is None or token == held.token
+
+
+def listing_done(
+    session: Session, table: Table, key: Any, held: ListingClaim, hold_seconds: float | None
+) -> None:
+    """The claimed listing is over: release the lease, or (``hold_seconds``, after a failure)
+    keep it that long from now, so that no other worker tries again within the interval."""
+    if held.token is None:
+        return
+    if hold_seconds is None:
+        values: dict[str, Any] = dict(RELEASED)
+    else:
+        values = {"lease_expires_at": database_now(session) + timedelta(seconds=hold_seconds)}
+    session.execute(update(table).where(key == held.key).values(**values))
+
+
+def listing_released(session: Session, table: Table, key: Any, held: ListingClaim) -> None:
+    """Give back a listing claim that was not done, if it is still this claim."""
+    if held.token is None:
+        return
+    session.execute(
+        update(table).where(key == held.key, table.c.claim_token == held.token).values(**RELEASED)
+    )

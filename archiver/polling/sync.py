@@ -35,6 +35,7 @@ from archiver.config import Settings
 from archiver.db import describe_error
 from archiver.errors import ApiError, ArchiverError, AuthenticationError, PayloadError
 from archiver.polling import failures, leases, tracking
+from archiver.polling.discovery import Discovery, Lister, ListingSummary, WorkflowLease
 from archiver.polling.leases import Claim, LeaseLost
 from archiver.statuses import StatusClassifier
 from archiver.wording import counted
@@ -79,6 +80,8 @@ class SyncSummary:
     api_unusable_count: int = 0
     errors: list[str] = field(default_factory=list)
     failures: dict[str, Counter[str]] = field(default_factory=dict)  # reason -> causes
+    # the pass's listing step (``archiver.polling.discovery``); None when it did not list
+    listing: ListingSummary | None = None
 
     @property
     def archived(self) -> int:
@@ -94,6 +97,7 @@ class SyncSummary:
             "jobs_total": self.due,
             "archived": self.archived,
             "problems": self.problems,
+            **(self.listing.run_counts() if self.listing else {}),
         }
 
     def line(self) -> str:
@@ -104,8 +108,15 @@ class SyncSummary:
             f"sync: {counted(self.due, 'due job')} in {self.seconds:.1f}s ({rate:.0f}/s): archived "
             f"{self.archived} (new {c['new']}, changed {c['changed']}), unchanged "
             f"{c['unchanged']}, stale {c['stale']}, failed {c['failed']}, skipped {c['skipped']}"
-            f"{lost}; {counted(self.changes, 'change')} recorded"
+            f"{lost}; {counted(self.changes, 'change')} recorded{self.listing_part()}"
         )
+
+    def listing_part(self) -> str:
+        """``; listed 50 workflows: 3 new jobs, 12 changed; 1 listing failed``, or nothing
+        when the pass listed no workflow (none is watched)."""
+        if self.listing is None or not self.listing.attempted:
+            return ""
+        return f"; {self.listing.part()}"
 
     def failures_line(self) -> str:
         """``failed 12: transport 10 (connection refused), not_found 2``."""
@@ -139,10 +150,14 @@ class SyncPass:
         classifier: StatusClassifier,
         concurrency: int = 8,
         rate_limit: float = 0.0,
+        workflow_refresh: float = 3600.0,
         now: Callable[[], datetime] = _now,
     ) -> None:
         self.sessions = sessions
         self.fetcher = fetcher
+        # the listing side of the same client, when it has one (``discovery.Lister``)
+        self.lister: Lister | None = fetcher if isinstance(fetcher, Lister) else None
+        self.workflow_refresh = workflow_refresh
         self.policy = policy
         self.classifier = classifier
         self.concurrency = concurrency
@@ -173,6 +188,7 @@ class SyncPass:
             classifier=StatusClassifier.with_overrides(settings.status_map),
             concurrency=settings.concurrency,
             rate_limit=settings.rate_limit,
+            workflow_refresh=settings.workflow_refresh,
             now=now,
         )
 
@@ -184,8 +200,16 @@ class SyncPass:
         on_job: Callable[[JobOutcome], None] | None = None,
         on_start: Callable[[int], None] | None = None,
         window: int | None = None,
+        discover: bool = True,
+        lease: WorkflowLease | None = None,
     ) -> SyncSummary:
-        """One pass over ``claims`` (leased jobs), or else over the due (``everything``) jobs."""
+        """One pass over ``claims`` (leased jobs), or else over the due (``everything``) jobs.
+
+        First, unless ``discover`` is off, the listing step (``archiver.polling.discovery``):
+        watched workflows' jobs are listed, new ones tracked and changed ones made due, so the
+        selection that follows fetches them in this pass. ``lease``: several workers share the
+        database, and this one lists only the workflows it claims.
+        """
         started = time.monotonic()
         summary = SyncSummary()
         self._auth_error = None
@@ -193,15 +217,19 @@ class SyncPass:
         listed: int | None = None
         with self.sessions.begin() as session:
             summary.run_id = runs.start_run(session, "sync", self.now())
+        run_id = self.open_run = summary.run_id
+        try:
+            if discover and self.lister is not None:
+                summary.listing = self._discovery(self.lister).run(run_id, lease)
+                self._auth_error = summary.listing.auth_error
             if claims is None:
-                now = self.now()
-                listed = tracking.count_due(session, now, everything=everything)
+                with self.sessions() as session:
+                    now = self.now()
+                    listed = tracking.count_due(session, now, everything=everything)
                 due = tracking.due_pages(self.sessions, now, everything=everything)
                 claims = (Claim(w, j) for w, j in itertools.islice(due, listed))
                 if on_start:
                     on_start(listed)
-        run_id = self.open_run = summary.run_id
-        try:
             for outcome in self._outcomes(iter(claims), run_id, window or self.concurrency * 4):
                 summary.add(outcome)
                 if on_job:
@@ -218,6 +246,19 @@ class SyncPass:
                 runs.finish_run(session, run_id, summary.run_counts(), self.now())
             self.open_run = None
         return summary
+
+    def _discovery(self, lister: Lister) -> Discovery:
+        return Discovery(
+            self.sessions,
+            lister,
+            pause_after=self.policy.pause_after,
+            refresh=self.workflow_refresh,
+            now=self.now,
+            limiter=self.limiter,
+            concurrency=self.concurrency,
+            stop=self.stop,
+            first=self._first,
+        )
 
     def _outcomes(self, claims: Iterator[Claim], run_id: int, window: int) -> Iterator[JobOutcome]:
         """Results as they complete, with a bounded number of jobs in flight (flat memory).
