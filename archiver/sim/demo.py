@@ -6,9 +6,11 @@ real archive, and a second run does not inherit the first run's jobs (which have
 their simulator: 404s, and a cost table over both runs). ``--database-url`` chooses another
 database explicitly; it must hold no tracked jobs.
 
-It runs the real thing against the local simulator: migrations, tracking, the same sync passes
-``archiver sync`` runs (HTTP client, store, history), on a fast schedule, with a live view; then a
-cost report and one job's change history, and the SQL to explore further.
+It runs the real thing against the local simulator: migrations, watching every workflow the key
+can list (``archiver track --all-workflows``), the same sync passes ``archiver sync`` runs (listing,
+discovery, HTTP client, store, history), on a fast schedule, with a live view; new jobs keep
+appearing in the simulator's workflows while it runs, and the passes find them. Then a cost report
+by workflow (with names), one job's change history, and the SQL to explore further.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from archiver.api.client import ApiClient
 from archiver.audit.verify import verify
 from archiver.config import Settings, mask_url
 from archiver.errors import ConfigError
-from archiver.models import Job, JobChange, TrackedJob
-from archiver.polling import malloc, tracking
+from archiver.models import Job, JobChange, TrackedJob, WatchRule, Workflow
+from archiver.polling import malloc, watching
 from archiver.polling.sync import SyncPass, SyncSummary
 from archiver.reporting import reports
 from archiver.reporting.queries import job_history, jobs_by_status
@@ -41,6 +43,7 @@ from archiver.wording import counted
 
 DEMO_FILE = "archiver-demo.db"
 PASS_INTERVAL = 2.0
+NEW_JOBS_SHARE = 0.2  # jobs that appear while the demo runs, as a share of those at its start
 SHOWN_FIELDS = ("status", "progress", "cost", "finished_at")
 EXPLORE_SQL = (
     "select observed_at, job_id, old_value, new_value from job_changes where field = 'cost' "
@@ -58,7 +61,8 @@ def fresh_demo_url(folder: Path | None = None) -> str:
 
 
 def _simulator(jobs: int, seconds: float) -> Simulator:
-    """A fresh population whose lifecycles (re-pricing included) fit in about 3/4 of the run."""
+    """A fresh population whose lifecycles (re-pricing included) fit in about 3/4 of the run,
+    and a fifth as many jobs again appearing while it runs, for the passes to discover."""
     seed = secrets.randbelow(1_000_000)
     key = secrets.token_urlsafe(18)
     now = datetime.now(UTC)
@@ -68,15 +72,27 @@ def _simulator(jobs: int, seconds: float) -> Simulator:
     # The time scale shortens the lifecycles (plans are drawn `scale` times faster) and the
     # timeline runs with the wall clock from now: no payload is dated after it is served, and
     # time_taken agrees with what the passes see.
-    return Simulator(seed=seed, jobs=jobs, api_key=key, time_scale=scale, tasks=(4, 12), start=now)
+    return Simulator(
+        seed=seed,
+        jobs=jobs,
+        api_key=key,
+        time_scale=scale,
+        tasks=(4, 12),
+        start=now,
+        new_jobs_per_minute=NEW_JOBS_SHARE * jobs * 60.0 / seconds,
+    )
 
 
 def _view(sessions: sessionmaker[Session], passes: int, last: SyncSummary | None, left: float):
     with sessions() as session:
+        watched = len(watching.list_watched(session, "watched"))
         by_status = jobs_by_status(session)
         changes = session.scalar(select(func.count()).select_from(JobChange)) or 0
         cost = session.scalar(select(func.coalesce(func.sum(Job.cost), 0))) or 0
-    table = Table(title=f"archiver demo: pass {passes}, {left:.0f}s left", title_justify="left")
+    title = (
+        f"archiver demo: pass {passes}, {counted(watched, 'workflow')} watched, {left:.0f}s left"
+    )
+    table = Table(title=title, title_justify="left")
     for name in CLASSES[:5]:
         table.add_column(name, justify="right")
     table.add_column("changes recorded", justify="right")
@@ -112,12 +128,13 @@ def run_live_demo(
             request_deadline=10.0,
         )
         console.print(
-            f"Simulating {counted(jobs, 'job')} at {server.url}; archiving into "
+            f"Simulating {counted(jobs, 'job')} at {server.url}, more appearing as it runs; "
+            f"watching all its workflows (archiver track --all-workflows) and archiving into "
             f"{settings.masked_database_url()} for {seconds:.0f}s.",
             soft_wrap=True,
         )
         with sessions.begin() as session:
-            tracking.track(session, simulator.job_ids(), datetime.now(UTC))
+            watching.watch_all(session, None, datetime.now(UTC))
         deadline = time.monotonic() + seconds
         passes, last = 0, None
         with ApiClient(settings) as client, Live(console=console, auto_refresh=False) as live:
@@ -138,14 +155,16 @@ def run_live_demo(
 
 def _check_empty(sessions: sessionmaker[Session], database_url: str) -> None:
     """An archive chosen with --database-url must not be a real one, nor an earlier demo's: its
-    jobs would be polled against a simulator that never heard of them."""
+    jobs and workflows would be polled against a simulator that never heard of them."""
     with sessions() as session:
         tracked = session.scalar(select(func.count()).select_from(TrackedJob)) or 0
-    if tracked:
+        workflows = session.scalar(select(func.count()).select_from(Workflow)) or 0
+        rules = session.scalar(select(func.count()).select_from(WatchRule)) or 0
+    if tracked or workflows or rules:
+        held = counted(tracked, "job") if tracked else counted(workflows or rules, "workflow")
         raise ConfigError(
-            f"{mask_url(database_url)} already tracks {tracked} "
-            f"job{'' if tracked == 1 else 's'}: the demo needs an archive of its own "
-            f"(leave out --database-url for a fresh ./{DEMO_FILE})"
+            f"{mask_url(database_url)} already tracks {held}: the demo needs an archive of its "
+            f"own (leave out --database-url for a fresh ./{DEMO_FILE})"
         )
 
 
@@ -155,11 +174,12 @@ def _report(
     console.print()  # the live view leaves the cursor at the end of its last line
     with sessions() as session:
         costs = reports.cost_by(session, "workflow")
+        names = reports.workflow_names(session)
         show(
             Grid(
                 f"cost by workflow ({counted(requests, 'API request')} served)",
-                ("workflow", "jobs", "cost"),
-                [(c.group, c.jobs, c.cost) for c in costs],
+                ("workflow", "name", "jobs", "cost"),
+                [(c.group, names.get(c.group or "") or "", c.jobs, c.cost) for c in costs],
             ),
             console,
         )
