@@ -130,25 +130,58 @@ class WorkflowPage:
 # listJobs
 
 
-def list_jobs(client: Getter, workflow_id: str) -> JobListing:
-    """``GET /v0/workflows/{workflow_id}/jobs``: every job summary of one workflow."""
+def list_jobs(client: Getter, workflow_id: str, *, max_pages: int = MAX_PAGES) -> JobListing:
+    """``GET /v0/workflows/{workflow_id}/jobs``: every job summary of one workflow.
+
+    The provider documents no pagination here: one request, one answer. Should an answer carry a
+    ``pagination`` block whose ``total`` exceeds the items received (the endpoint grew paging,
+    or caps its answers), the rest is asked for by ``offset``/``limit`` like listWorkflows,
+    bounded the same way, rather than silently discovering only the first page.
+    """
     path = f"/v0/workflows/{segment('workflow_id', workflow_id)}/jobs"
     reader = _JobReader(workflow_id, client.redact)
-    document = client.get_json(
-        path,
-        where=f"(workflow {show(workflow_id)})",
-        check=_member_check("jobs"),
-        too_big="the job listing",
-        hint=_too_big_hint(),
-        parse=reader.parse,
-    )
-    if not reader.streamed:  # decoded whole (``loads_streaming`` says when): read it now
-        items = document.value.pop("jobs") or []  # null: none (Go encodes an empty slice so)
-        items.reverse()  # popped from the end, in order, so each raw item is freed once read
-        while items:
-            reader.take(items.pop())
+    query: dict[str, str | int | None] = {}
+    pages, bound = 0, max_pages
+    while True:
+        if pages >= bound:
+            raise InvalidResponseError(
+                client.redact(
+                    f"200 OK — invalid response: listJobs of workflow {show(workflow_id)} kept "
+                    f"answering pages past its total ({pages} pages, {reader.index} jobs); "
+                    "stopped"
+                ),
+                status=200,
+            )
+        reader.mark()
+        where = f"(workflow {show(workflow_id)}" + (
+            f", offset {query['offset']})" if query else ")"
+        )
+        document = client.get_json(
+            path,
+            where=where,
+            query=query,
+            check=_member_check("jobs"),
+            too_big="the job listing",
+            hint=_too_big_hint(),
+            parse=reader.parse,
+        )
+        if not reader.streamed:  # decoded whole (``loads_streaming`` says when): read it now
+            items = document.value.pop("jobs") or []  # null: none (Go encodes an empty slice so)
+            items.reverse()  # popped from the end, in order, so each raw item is freed once read
+            while items:
+                reader.take(items.pop())
+        pages += 1
+        read = reader.index - reader.marked
+        total, served = _pagination(document.value.get("pagination"), max(read, 1))
+        fetched_at = document.fetched_at
+        del document
+        if total is None or read == 0 or reader.index >= total:
+            break
+        if pages == 1:
+            bound = min(max_pages, math.ceil(total / served) + 1)
+        query = {"offset": reader.index, "limit": served}
     problems = reader.problems
-    return JobListing(workflow_id, reader.jobs, problems.lines, document.fetched_at, problems.count)
+    return JobListing(workflow_id, reader.jobs, problems.lines, fetched_at, problems.count)
 
 
 class _JobReader:
@@ -158,14 +191,27 @@ class _JobReader:
         self.workflow_id = workflow_id
         self.redact = redact
         self.streamed = False
-        self._reset()
-
-    def _reset(self) -> None:
         self.jobs: list[JobSummary] = []
         self.problems = _Problems(self.redact)
         self.index = 0
         self.seen: dict[str, int] = {}
         self.pool: dict[str, str] = {}  # one object per distinct status, progress...: most repeat
+        self.mark()
+
+    def mark(self) -> None:
+        """Where this page starts: a retried attempt, or a page decoded whole after all, goes
+        back here (``_reset``), keeping what earlier pages gave."""
+        self.marked = self.index
+        self._kept = (len(self.jobs), len(self.problems.lines), self.problems.count)
+
+    def _reset(self) -> None:
+        jobs, lines, count = self._kept
+        del self.jobs[jobs:]
+        del self.problems.lines[lines:]
+        self.problems.count = count
+        if self.index > self.marked:
+            self.seen = {k: i for k, i in self.seen.items() if i < self.marked}
+        self.index = self.marked
 
     def parse(self, text: str) -> Decoded:
         self._reset()

@@ -171,6 +171,61 @@ def test_a_listing_is_typed_and_sent_with_the_key(
     assert second.digest != first.digest
 
 
+def jobs_query(request: Recorded) -> dict[str, str]:
+    parts = urlsplit(request.path)
+    assert parts.path == JOBS_PATH
+    return {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+
+
+def jobs_page(total: int, ids: list[str], *, limit: int = 2) -> Callable[[Recorded], Reply]:
+    """A listJobs that pages after all: ``limit`` items per answer from ``offset``, with a
+    pagination block naming ``total``."""
+
+    def answer(request: Recorded) -> Reply:
+        offset = int(jobs_query(request).get("offset", "0"))
+        rows = [item(j) for j in ids[offset : offset + limit]]
+        return Reply(200, {"jobs": rows, "pagination": {"limit": limit, "total": total}})
+
+    return answer
+
+
+def test_a_job_listing_that_pages_after_all_is_followed_to_its_total(
+    srv: ScriptedServer, make_client: MakeClient
+) -> None:
+    """Documented without pagination; should it cap its answers and say so, the rest is asked
+    for, not silently left undiscovered."""
+    srv.always(jobs_page(5, ["j1", "j2", "j3", "j4", "j5"]))
+    result = make_client().list_jobs(WF)
+    assert [j.job_id for j in result.jobs] == ["j1", "j2", "j3", "j4", "j5"]
+    assert [jobs_query(r) for r in srv.requests] == [
+        {},
+        {"offset": "2", "limit": "2"},
+        {"offset": "4", "limit": "2"},
+    ]
+    assert result.problems == []
+
+
+def test_a_job_listing_whose_pages_ignore_the_offset_is_stopped_with_its_repeats_named(
+    srv: ScriptedServer, make_client: MakeClient
+) -> None:
+    srv.always(Reply(200, {"jobs": [item("j1"), item("j2")], "pagination": {"total": 6}}))
+    result = make_client().list_jobs(WF)
+    assert [j.job_id for j in result.jobs] == ["j1", "j2"]
+    assert len(srv.requests) == 3  # 6 items asked for, 2 a page: never more than the total
+    assert result.unusable == 4
+    assert result.problems[0].startswith("item 2: repeats")
+
+
+def test_a_job_listing_past_its_page_bound_is_an_error(
+    srv: ScriptedServer, make_client: MakeClient
+) -> None:
+    srv.always(jobs_page(10**6, [f"j{i}" for i in range(10**6)], limit=1))
+    with pytest.raises(InvalidResponseError) as caught:
+        listing.list_jobs(make_client(), WF, max_pages=4)
+    assert "kept answering pages past its total (4 pages, 4 jobs); stopped" in str(caught.value)
+    assert len(srv.requests) == 4
+
+
 @pytest.mark.parametrize("body", [{"jobs": []}, {"jobs": None}])
 def test_no_jobs_and_go_null_are_an_empty_listing(
     srv: ScriptedServer, make_client: MakeClient, body: dict[str, Any]
