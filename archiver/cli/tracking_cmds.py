@@ -216,6 +216,7 @@ WORKFLOW_COLUMNS = (
     "state",
     "watch_source",
     "jobs_known",
+    "jobs_listed",
     "last_listed_at",
     "last_error",
 )
