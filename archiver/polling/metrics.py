@@ -47,6 +47,21 @@ class Metrics:
             "archiver_job_failures", "Failed jobs by reason.", ["reason"], registry=r
         )
         self.changes = Counter("archiver_changes", "Change rows recorded.", registry=r)
+        self.listings = Counter(
+            "archiver_workflow_listings",
+            "Watched workflows' job listings by result (ok, failed).",
+            ["result"],
+            registry=r,
+        )
+        self.discovered = Counter(
+            "archiver_listed_jobs",
+            "Jobs a listing made due, by why (new: not tracked before; changed: summary moved).",
+            ["reason"],
+            registry=r,
+        )
+        self.bad_items = Counter(
+            "archiver_bad_list_items", "List items that could not be used.", registry=r
+        )
         self.requests = Counter(
             "archiver_api_requests",
             "API requests by HTTP status ('none': no answer).",
@@ -103,6 +118,13 @@ class Metrics:
         if summary is not None:
             self.changes.inc(summary.changes)
             self.last_success.set(time.time())
+            listing = summary.listing
+            if listing is not None:
+                self.listings.labels("ok").inc(listing.workflows_listed)
+                self.listings.labels("failed").inc(listing.list_failed)
+                self.discovered.labels("new").inc(listing.jobs_discovered)
+                self.discovered.labels("changed").inc(listing.jobs_changed)
+                self.bad_items.inc(listing.bad_items)
 
     def set_tracked(self, counts: dict[str, int]) -> None:
         for state in TRACKED_STATES:
