@@ -249,6 +249,32 @@ def test_a_watch_all_rule_finds_workflows_and_a_rename_is_versioned(
     ]
 
 
+def test_a_workflow_created_later_is_watched_by_the_rule_and_its_jobs_fetched(
+    sessions: sessionmaker[Session], api: tuple[FakeApi, ScriptedServer]
+) -> None:
+    fake, server = api
+    fake.add_workflow("wf-1")
+    fake.add_job("wf-1", "j1")
+    with sessions.begin() as session:
+        watching.watch_all(session, None, T0)
+    run_pass(sessions, server, T0)
+
+    fake.add_workflow("wf-new")
+    fake.add_job("wf-new", "j9")
+    later = run_pass(sessions, server, T0 + timedelta(seconds=30))
+
+    assert later.listing is not None and later.listing.jobs_discovered == 1
+    assert later.counts["new"] == 1  # fetched in the pass that found it
+    found = rows(
+        sessions,
+        select(WORKFLOWS.c.state, WORKFLOWS.c.watch_source).where(
+            WORKFLOWS.c.workflow_id == "wf-new"
+        ),
+    )
+    assert [tuple(r) for r in found] == [("watched", "all")]
+    assert rows(sessions, select(JOBS.c.job_id).where(JOBS.c.workflow_id == "wf-new")) == [("j9",)]
+
+
 def test_every_bad_item_is_recorded_with_its_workflow_and_never_tracked(
     sessions: sessionmaker[Session], api: tuple[FakeApi, ScriptedServer]
 ) -> None:
