@@ -103,3 +103,26 @@ def test_the_profile_names_every_stage_and_accounts_for_the_whole_phase() -> Non
     assert len(shares) == 9, done.stdout
     assert 95 <= sum(shares.values()) <= 105, shares  # the stages and the rest make the whole
     assert done.stdout.startswith("mutated phase, 10 jobs, sqlite:"), done.stdout
+
+
+def test_the_watched_workflows_benchmark_runs_and_fetches_only_the_changed_jobs() -> None:
+    """``python -m bench.discovery`` tiny: 200 jobs in 4 workflows, 5% changed, no rate limit.
+    The harness itself fails unless the listing pass fetched exactly the changed jobs."""
+    tiny = ["--jobs", "200", "--workflows", "4", "--changed", "0.05", "--runs", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.discovery", *tiny, "--rate-limit", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2:]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| pass")
+    }
+    listing = rows["listing (list each workflow, fetch what changed)"]
+    assert [c.strip() for c in listing[:2]] == ["14", "10"]  # 4 listings + 10 fetches; 10 jobs
+    assert listing[4].strip() == "yes"  # requests <= 4 + 1.1 * 10
+    assert [c.strip() for c in rows["per-job polling (every tracked job)"][:2]] == ["200", "200"]
