@@ -36,6 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from archiver.api.listing import JobListing, JobSummary, WorkflowInfo, WorkflowPage
 from archiver.api.ratelimit import RateLimiter
 from archiver.archive import runs
 from archiver.archive.changelog import same
@@ -57,58 +58,11 @@ PAGE = 200  # workflow ids claimed (or read) at a time
 # --- what the listing client gives (``archiver.api.listing``) ------------------------------------
 
 
-class JobSummaryLike(Protocol):
-    @property
-    def job_id(self) -> str: ...
-    @property
-    def status(self) -> str | None: ...
-    @property
-    def progress(self) -> str | None: ...
-    @property
-    def cost(self) -> int | None: ...
-    @property
-    def updated_at(self) -> datetime | None: ...
-    @property
-    def finished_at(self) -> datetime | None: ...
-    @property
-    def time_taken(self) -> str | None: ...
-    @property
-    def digest(self) -> str: ...
-
-
-class JobListingLike(Protocol):
-    @property
-    def workflow_id(self) -> str: ...
-    @property
-    def jobs(self) -> Sequence[JobSummaryLike]: ...
-    @property
-    def problems(self) -> Sequence[str]: ...
-
-
-class WorkflowInfoLike(Protocol):
-    @property
-    def workflow_id(self) -> str: ...
-    @property
-    def project_id(self) -> str | None: ...
-    @property
-    def legacy_project_id(self) -> str | None: ...
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def created_by(self) -> str | None: ...
-    @property
-    def created_at(self) -> datetime | None: ...
-    @property
-    def updated_at(self) -> datetime | None: ...
-
-
-class WorkflowPageLike(Protocol):
-    @property
-    def workflows(self) -> Sequence[WorkflowInfoLike]: ...
-    @property
-    def problems(self) -> Sequence[str]: ...
+# what the pass reads of them, by these names
+JobSummaryLike = JobSummary
+JobListingLike = JobListing
+WorkflowInfoLike = WorkflowInfo
+WorkflowPageLike = WorkflowPage
 
 
 @runtime_checkable
