@@ -72,7 +72,9 @@ def test_watch_list_and_unwatch_workflows(db_url: str, sessions: sessionmaker[Se
         ("wf-2", "watched", 0),
     ]
     as_csv = archiver(db_url, "tracked", "--workflows", "--format", "csv").stdout.splitlines()
-    assert as_csv[0] == "workflow_id,name,state,watch_source,jobs_known,jobs_listed,last_listed_at,last_error"
+    assert as_csv[0] == (
+        "workflow_id,name,state,watch_source,jobs_known,jobs_listed,last_listed_at,last_error"
+    )
     assert len(as_csv) == 3
 
     stop = archiver(db_url, "untrack", "--workflow", "wf-1")
