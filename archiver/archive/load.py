@@ -1,8 +1,11 @@
 """Read the archived state of a batch of jobs, and recognize bodies archived byte for byte.
 
-Planning (``archiver.archive.plan``) diffs each payload with what this reads: the jobs' rows, then
-the tasks, edges and validation errors of the jobs whose payload changed, each in one query per
-batch. A body identical to the archived one (by its digest) is recognized here without being
+Planning (``archiver.archive.plan``) diffs each payload with what this reads: the jobs' rows;
+then, for the jobs whose payload changed, the digests of their tasks (``load_task_digests``);
+then, once the payloads are read against those digests, what the diff needs in full
+(``load_details``): the rows of the tasks not recognized by digest, the edges, and the validation
+errors unless recognized by the job's digest of them. Each is one query per batch (tasks in
+chunks). A body identical to the archived one (by its digest) is recognized here without being
 decoded at all; only its last-seen times move.
 
 The job rows are read ``FOR UPDATE``, in key order: a batch locks in two rounds (bodies
@@ -17,12 +20,12 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_
+from sqlalchemy import and_, bindparam, select, tuple_
 from sqlalchemy.orm import Session
 
 from archiver.archive.results import ArchiveResult, JobKey, archived_result
@@ -32,7 +35,11 @@ from archiver.models import DEPS, JOBS, TASKS, VAL_ERRORS
 
 @dataclass
 class Details:
-    """A job's archived tasks, edges and validation errors: what a new payload is diffed with."""
+    """A job's archived tasks, edges and validation errors: what a new payload is diffed with.
+
+    ``tasks`` has every archived task of the job: its full row where it was read in full, else
+    the row of ``load_task_digests`` (key, ``version``, ``removed_at``, ``state_sha256``).
+    """
 
     tasks: dict[str, Any] = field(default_factory=dict)
     deps: set[tuple[str, str]] = field(default_factory=set)
@@ -60,17 +67,34 @@ _JOBS_BY_BODY = (
     .order_by(JOBS.c.workflow_id, JOBS.c.job_id)
     .with_for_update()
 )
-_TASKS_OF = (
-    select(TASKS).where(_keys_in(TASKS)).order_by(*TASKS.c["workflow_id", "job_id", "task_id"])
+
+
+def _of_jobs(table: Any, *columns: Any) -> Any:
+    """``columns`` of ``table``'s rows of the jobs whose ``jobs.id`` is in ``b_ids``.
+
+    By the jobs' surrogate ids, joined: every database then reads just those jobs' rows through
+    the natural-key index, where SQLite answers ``(workflow_id, job_id) IN (VALUES …)`` by
+    scanning the whole table.
+    """
+    joined = and_(table.c.workflow_id == JOBS.c.workflow_id, table.c.job_id == JOBS.c.job_id)
+    return (
+        select(*(columns or (table,)))
+        .join_from(table, JOBS, joined)
+        .where(JOBS.c.id.in_(bindparam("b_ids", expanding=True)))
+    )
+
+
+_TASK_ORDER = TASKS.c["workflow_id", "job_id", "task_id"]
+_TASKS_OF = _of_jobs(TASKS).order_by(*_TASK_ORDER)
+_TASKS_BY_ID = select(TASKS).where(TASKS.c.id.in_(bindparam("b_ids", expanding=True)))
+_DIGEST_COLUMNS = ("id", "workflow_id", "job_id", "task_id", "version", "removed_at")
+_DIGEST_COLUMNS += ("state_sha256",)
+_TASK_DIGESTS_OF = _of_jobs(TASKS, *TASKS.c[_DIGEST_COLUMNS]).order_by(*_TASK_ORDER)
+_DEPS_OF = _of_jobs(DEPS, *DEPS.c["workflow_id", "job_id", "task_id", "depends_on_task_id"])
+_VAL_ERRORS_OF = _of_jobs(VAL_ERRORS).order_by(
+    *VAL_ERRORS.c["workflow_id", "job_id", "fingerprint"]
 )
-_DEPS_OF = select(
-    DEPS.c.workflow_id, DEPS.c.job_id, DEPS.c.task_id, DEPS.c.depends_on_task_id
-).where(_keys_in(DEPS))
-_VAL_ERRORS_OF = (
-    select(VAL_ERRORS)
-    .where(_keys_in(VAL_ERRORS))
-    .order_by(*VAL_ERRORS.c["workflow_id", "job_id", "fingerprint"])
-)
+TASKS_PER_QUERY = 1000  # task ids per query
 
 
 def load_jobs(session: Session, keys: Sequence[JobKey]) -> dict[JobKey, Any]:
@@ -81,18 +105,55 @@ def load_jobs(session: Session, keys: Sequence[JobKey]) -> dict[JobKey, Any]:
     return {(row["workflow_id"], row["job_id"]): row for row in rows}
 
 
-def load_details(session: Session, keys: Sequence[JobKey]) -> dict[JobKey, Details]:
-    """The archived tasks, edges and validation errors of the jobs of ``keys``."""
-    details: dict[JobKey, Details] = {key: Details() for key in keys}
-    if not keys:
+def load_task_digests(session: Session, jobs: Mapping[JobKey, int]) -> dict[JobKey, dict[str, Any]]:
+    """Every archived task of ``jobs`` (key -> ``jobs.id``), without its state: task id -> row
+    of ``id``, ``task_id``, ``version``, ``removed_at`` and ``state_sha256``, in task id order."""
+    out: dict[JobKey, dict[str, Any]] = {key: {} for key in jobs}
+    if jobs:
+        for row in session.execute(_TASK_DIGESTS_OF, {"b_ids": list(jobs.values())}).mappings():
+            out[row["workflow_id"], row["job_id"]][row["task_id"]] = row
+    return out
+
+
+def load_details(
+    session: Session,
+    jobs: Mapping[JobKey, int],
+    tasks: Mapping[JobKey, dict[str, Any]],
+    full: Mapping[JobKey, Collection[str]],
+    val_errors: Collection[JobKey],
+) -> dict[JobKey, Details]:
+    """What ``jobs`` (key -> ``jobs.id``) are diffed with: their tasks (their
+    ``load_task_digests`` rows in ``tasks``) with the full rows of those named in ``full``, their
+    edges, and the validation errors of the jobs of ``val_errors``.
+
+    A job most of whose tasks are wanted is read whole; of the others, the tasks wanted.
+    """
+    details = {key: Details(tasks=dict(tasks.get(key, {}))) for key in jobs}
+    if not jobs:
         return details
-    params = {"b_keys": list(keys)}
-    for row in session.execute(_TASKS_OF, params).mappings():
-        details[row["workflow_id"], row["job_id"]].tasks[row["task_id"]] = row
-    for wf, job_id, task_id, dep in session.execute(_DEPS_OF, params):
+    whole: list[int] = []
+    some: list[int] = []
+    for key, wanted in full.items():
+        archived = tasks[key]
+        if not wanted:
+            continue
+        if 2 * len(wanted) >= len(archived):
+            whole.append(jobs[key])
+        else:
+            some.extend(archived[task_id]["id"] for task_id in wanted)
+    queries = [(_TASKS_OF, whole)] if whole else []
+    for start in range(0, len(some), TASKS_PER_QUERY):
+        queries.append((_TASKS_BY_ID, some[start : start + TASKS_PER_QUERY]))
+    for query, ids in queries:
+        for row in session.execute(query, {"b_ids": ids}).mappings():
+            details[row["workflow_id"], row["job_id"]].tasks[row["task_id"]] = row
+    ids = {"b_ids": list(jobs.values())}
+    for wf, job_id, task_id, dep in session.execute(_DEPS_OF, ids):
         details[wf, job_id].deps.add((task_id, dep))
-    for row in session.execute(_VAL_ERRORS_OF, params).mappings():
-        details[row["workflow_id"], row["job_id"]].val_errors[row["fingerprint"]] = row
+    if val_errors:
+        ids = {"b_ids": [jobs[key] for key in val_errors]}
+        for row in session.execute(_VAL_ERRORS_OF, ids).mappings():
+            details[row["workflow_id"], row["job_id"]].val_errors[row["fingerprint"]] = row
     return details
 
 

@@ -1,0 +1,104 @@
+"""Digests of what a task or a job's validation errors were last read from, and by what.
+
+A changed payload usually changes a few of its job's tasks. ``tasks.state_sha256`` (and
+``jobs.val_errors_sha256`` for the job's validation errors) remembers the digest of the canonical
+JSON each was last read from, written only when reading it found no problem: a task of a new
+payload whose digest equals the archived one would be typed to the state already archived, with no
+problem to record, so it is recognized without being typed or compared field by field
+(``archiver.archive.payload``, ``archiver.archive.plan``). NULL means unknown: read and compare.
+
+The digest also covers what the reading depends on besides the JSON, so that a reading that could
+now give a different state never matches: the status classifier's mapping, the field declarations
+(``archiver.fields``), and the code that reads and compares (the modules in ``_READING``, by their
+bytes). A new release therefore reads every task once more, where its job next changes, and
+stores the new digests (even of a task found unchanged). A migration that rewrites typed values in
+``tasks`` or ``val_errors`` must set these columns to NULL.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import archiver
+from archiver import fields as declared
+from archiver import ids, statuses
+from archiver.archive import changelog, jsonload, values
+from archiver.statuses import StatusClassifier
+
+Digester = Callable[[str], str]
+
+
+def _code_digest(modules: tuple[ModuleType, ...]) -> bytes:
+    """The bytes of the modules that read a payload; the release if they cannot be read."""
+    digest = hashlib.sha256(archiver.__version__.encode())
+    for module in modules:
+        try:
+            with open(str(module.__file__), "rb") as source:
+                digest.update(source.read())
+        except (OSError, TypeError):
+            digest.update(module.__name__.encode())
+    return digest.digest()
+
+
+@functools.cache
+def _reading_code() -> bytes:
+    from archiver.archive import payload  # the reader itself, which imports this module
+
+    here = sys.modules[__name__]
+    return _code_digest((payload, values, jsonload, changelog, declared, ids, statuses, here))
+
+
+def _digester(*parts: Any) -> Digester:
+    """sha256(what the reading depends on, then the text) as hex, the prefix hashed once."""
+    base = hashlib.sha256(_reading_code())
+    for part in parts:
+        base.update(b"\n")
+        base.update(jsonload.canonical(part).encode("ascii"))
+
+    def digest(text: str) -> str:
+        h = base.copy()
+        h.update(b"\n")
+        h.update(text.encode("ascii"))  # canonical JSON is ASCII
+        return h.hexdigest()
+
+    return digest
+
+
+def _declaration(entity: tuple[declared.Field, ...], other: tuple[str, ...]) -> list[Any]:
+    return [[repr(f) for f in entity], list(other)]
+
+
+# (classifier, declarations) of the last digesters built, and them: one classifier per process
+_cache: dict[str, tuple[tuple[Any, ...], Digester]] = {}
+
+
+def _cached(name: str, owners: tuple[Any, ...], build: Callable[[], Digester]) -> Digester:
+    hit = _cache.get(name)
+    if hit is not None and all(a is b for a, b in zip(hit[0], owners, strict=True)):
+        return hit[1]
+    made = build()
+    _cache[name] = (owners, made)
+    return made
+
+
+def task_digester(classifier: StatusClassifier) -> Digester:
+    """The digest of a task's canonical JSON, as read with ``classifier``."""
+    task, other = declared.TASK, declared.TASK_OTHER_KEYS
+    return _cached(
+        "task",
+        (classifier, task, other),
+        lambda: _digester("task", sorted(classifier.mapping.items()), _declaration(task, other)),
+    )
+
+
+def val_errors_digester() -> Digester:
+    """The digest of a job's ``val_errors`` member's canonical JSON."""
+    entity = declared.VAL_ERROR
+    return _cached(
+        "val_errors", (entity,), lambda: _digester("val_errors", _declaration(entity, ()))
+    )
