@@ -96,6 +96,15 @@ def task_digester(classifier: StatusClassifier) -> Digester:
     )
 
 
+def no_open_errors(val_errors_sha256: str | None) -> bool:
+    """Whether a job's digest of its validation errors says it has no open one: its errors were
+    last reported as ``[]`` or ``null``, read without a problem (they resolved every other)."""
+    if val_errors_sha256 is None:
+        return False
+    digest = val_errors_digester()
+    return val_errors_sha256 in (digest("[]"), digest("null"))
+
+
 def val_errors_digester() -> Digester:
     """The digest of a job's ``val_errors`` member's canonical JSON."""
     entity = declared.VAL_ERROR

@@ -17,6 +17,7 @@ a database by leases never hold the same job. SQLite, which locks the whole data
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import defaultdict
@@ -28,6 +29,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, select, tuple_
 from sqlalchemy.orm import Session
 
+from archiver.archive.digests import no_open_errors
 from archiver.archive.results import ArchiveResult, JobKey, archived_result
 from archiver.archive.statements import Writes
 from archiver.models import DEPS, JOBS, TASKS, VAL_ERRORS
@@ -62,6 +64,7 @@ _JOBS_BY_BODY = (
         JOBS.c.version,
         JOBS.c.status,
         JOBS.c.is_terminal,
+        JOBS.c.val_errors_sha256,
     )
     .where(JOBS.c.body_sha256.in_(bindparam("b_digests", expanding=True)))
     .order_by(JOBS.c.workflow_id, JOBS.c.job_id)
@@ -87,10 +90,24 @@ def _of_jobs(table: Any, *columns: Any) -> Any:
 _TASK_ORDER = TASKS.c["workflow_id", "job_id", "task_id"]
 _TASKS_OF = _of_jobs(TASKS).order_by(*_TASK_ORDER)
 _TASKS_BY_ID = select(TASKS).where(TASKS.c.id.in_(bindparam("b_ids", expanding=True)))
-_DIGEST_COLUMNS = ("id", "workflow_id", "job_id", "task_id", "version", "removed_at")
-_DIGEST_COLUMNS += ("state_sha256",)
-_TASK_DIGESTS_OF = _of_jobs(TASKS, *TASKS.c[_DIGEST_COLUMNS]).order_by(*_TASK_ORDER)
-_DEPS_OF = _of_jobs(DEPS, *DEPS.c["workflow_id", "job_id", "task_id", "depends_on_task_id"])
+_TASK_DIGESTS_OF = _of_jobs(
+    TASKS,
+    *TASKS.c["id", "workflow_id", "job_id", "task_id"],
+    *TASKS.c["version", "removed_at", "state_sha256"],
+).order_by(*_TASK_ORDER)
+_DEPS_OF_TASKS = (
+    select(*DEPS.c["workflow_id", "job_id", "task_id", "depends_on_task_id"])
+    .join_from(
+        DEPS,
+        TASKS,
+        and_(
+            DEPS.c.workflow_id == TASKS.c.workflow_id,
+            DEPS.c.job_id == TASKS.c.job_id,
+            DEPS.c.task_id == TASKS.c.task_id,
+        ),
+    )
+    .where(TASKS.c.id.in_(bindparam("b_ids", expanding=True)))
+)
 _VAL_ERRORS_OF = _of_jobs(VAL_ERRORS).order_by(
     *VAL_ERRORS.c["workflow_id", "job_id", "fingerprint"]
 )
@@ -123,8 +140,9 @@ def load_details(
     val_errors: Collection[JobKey],
 ) -> dict[JobKey, Details]:
     """What ``jobs`` (key -> ``jobs.id``) are diffed with: their tasks (their
-    ``load_task_digests`` rows in ``tasks``) with the full rows of those named in ``full``, their
-    edges, and the validation errors of the jobs of ``val_errors``.
+    ``load_task_digests`` rows in ``tasks``) with the full rows and the edges of those named in
+    ``full`` (the others were recognized by digest), and the validation errors of the jobs of
+    ``val_errors``.
 
     A job most of whose tasks are wanted is read whole; of the others, the tasks wanted.
     """
@@ -133,28 +151,32 @@ def load_details(
         return details
     whole: list[int] = []
     some: list[int] = []
+    wanted_ids: list[int] = []
     for key, wanted in full.items():
         archived = tasks[key]
-        if not wanted:
-            continue
-        if 2 * len(wanted) >= len(archived):
+        ids = [archived[task_id]["id"] for task_id in wanted]
+        wanted_ids.extend(ids)
+        if ids and 2 * len(ids) >= len(archived):
             whole.append(jobs[key])
         else:
-            some.extend(archived[task_id]["id"] for task_id in wanted)
+            some.extend(ids)
     queries = [(_TASKS_OF, whole)] if whole else []
-    for start in range(0, len(some), TASKS_PER_QUERY):
-        queries.append((_TASKS_BY_ID, some[start : start + TASKS_PER_QUERY]))
-    for query, ids in queries:
-        for row in session.execute(query, {"b_ids": ids}).mappings():
+    queries += [(_TASKS_BY_ID, chunk) for chunk in _chunks(some)]
+    for query, chunk in queries:
+        for row in session.execute(query, {"b_ids": chunk}).mappings():
             details[row["workflow_id"], row["job_id"]].tasks[row["task_id"]] = row
-    ids = {"b_ids": list(jobs.values())}
-    for wf, job_id, task_id, dep in session.execute(_DEPS_OF, ids):
-        details[wf, job_id].deps.add((task_id, dep))
+    for chunk in _chunks(wanted_ids):
+        for wf, job_id, task_id, dep in session.execute(_DEPS_OF_TASKS, {"b_ids": chunk}):
+            details[wf, job_id].deps.add((task_id, dep))
     if val_errors:
         ids = {"b_ids": [jobs[key] for key in val_errors]}
         for row in session.execute(_VAL_ERRORS_OF, ids).mappings():
             details[row["workflow_id"], row["job_id"]].val_errors[row["fingerprint"]] = row
     return details
+
+
+def _chunks(ids: list[int]) -> list[list[int]]:
+    return [ids[start : start + TASKS_PER_QUERY] for start in range(0, len(ids), TASKS_PER_QUERY)]
 
 
 # --- the byte-identical fast path ----------------------------------------------------------------
@@ -210,14 +232,23 @@ def touch_same_bodies(
             continue
         claimed.add(key)
         if body.fetched_at > current["last_seen_at"]:
-            writes.touch(key, body.fetched_at)
+            errors = not no_open_errors(current["val_errors_sha256"])
+            writes.touch(key, body.fetched_at, errors=errors)
         out[i] = archived_result(key, "unchanged", current)
     return out
 
 
 def _names_workflow(body: str | bytes, workflow_id: str) -> bool:
     """Whether the body carries its workflow id (``identify`` refuses one that does not)."""
-    value = json.dumps(workflow_id)
+    value = _json_text(workflow_id)
+    if isinstance(body, str) and f'"workflow_id": {value}' in body:  # as json.dumps spells it
+        return True
     pattern = rb'"workflow_id"\s*:\s*' if isinstance(body, bytes) else r'"workflow_id"\s*:\s*'
     needle: Any = value.encode() if isinstance(body, bytes) else value
     return re.search(pattern + re.escape(needle), body) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_text(value: str) -> str:
+    """A batch's bodies name a few workflows, many times."""
+    return json.dumps(value)

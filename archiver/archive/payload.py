@@ -515,7 +515,8 @@ def _tasks(
     digests: list[str | None] | None,
     archived: Mapping[str, str],
 ) -> list[TaskRecord] | None:
-    """The tasks; one whose digest is ``archived``'s for its id is taken as archived, untyped."""
+    """The tasks; one whose digest is an archived task's (``archived``: id -> digest) is taken as
+    that task as archived, untyped."""
     raw_tasks = data.get("tasks")
     if raw_tasks is None:
         return None
@@ -523,8 +524,21 @@ def _tasks(
         out.add("tasks", raw_tasks, "tasks is not a list; archived tasks kept")
         return None
     plan = _plan(declared.TASK, declared.TASK_OTHER_KEYS)
+    by_digest = {digest: task_id for task_id, digest in archived.items()}
     by_id: dict[str, TaskRecord] = {}
     for index, raw in enumerate(raw_tasks):
+        digest = digests[index] if digests is not None else None
+        task_id = by_digest.get(digest) if digest is not None else None
+        if task_id is not None and plan.dependencies is not None:
+            # the text an archived task was read from without a problem: its id and its
+            # dependencies are valid ids, so they are taken as they are, not checked again
+            if task_id in by_id:
+                out.add("id", task_id, "duplicate task id; the last one was kept", task_id)
+            deps = raw.get(plan.dependencies)
+            if deps is not None:
+                deps = [d if type(d) is str else str(d) for d in deps]
+            by_id[task_id] = TaskRecord(task_id, {"depends_on": deps}, digest, as_archived=True)
+            continue
         if not isinstance(raw, dict):
             out.add(f"tasks[{index}]", raw, "task is not an object; skipped")
             continue
@@ -538,12 +552,6 @@ def _tasks(
             continue
         if task_id in by_id:
             out.add("id", task_id, "duplicate task id; the last one was kept", task_id)
-        digest = digests[index] if digests is not None else None
-        if digest is not None and archived.get(task_id) == digest and plan.dependencies:
-            # read without a problem before, so its dependencies are read without one now
-            deps = _depends_on(raw.get(plan.dependencies), task_id, out)
-            by_id[task_id] = TaskRecord(task_id, {"depends_on": deps}, digest, as_archived=True)
-            continue
         before = out.count
         state = _read_state(plan, raw, out, classifier, task_id)
         by_id[task_id] = TaskRecord(task_id, state, digest if out.count == before else None)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from archiver.archive.chain import Chain
 from archiver.archive.changelog import as_text, changed_fields
+from archiver.archive.digests import no_open_errors
 from archiver.archive.load import Details, load_details, load_jobs, load_task_digests
 from archiver.archive.payload import (
     JOB_FIELDS,
@@ -102,7 +103,7 @@ def plan(
         row = current.get(key)
         if row is not None and row["payload_sha256"] == payload.sha256:
             if fetched_at > row["last_seen_at"]:
-                writes.touch(key, fetched_at)
+                writes.touch(key, fetched_at, errors=not no_open_errors(row["val_errors_sha256"]))
             digest = body_digest(payload.body)
             if row["body_sha256"] != digest:  # the same data spelled differently: remember it
                 writes.add("job_body", {"b_wf": key[0], "b_job": key[1], "b_digest": digest})
@@ -455,7 +456,8 @@ def _plan_tasks(job: _JobWrite, parsed: ParsedPayload, details: Details) -> None
         writes.add("task_version_close", job.bound(b_task=tid, b_version=version))
     for version_row in versions:
         writes.add("task_version", job.chain.link("task_versions", version_row))
-    _plan_dependencies(job, parsed, incoming, details.deps)
+    read = {t.task_id for t in parsed.tasks if not t.as_archived}
+    _plan_dependencies(job, parsed, read, details.deps)
 
 
 def _remember_digest(job: _JobWrite, old: Any, digest: str) -> None:
@@ -481,9 +483,13 @@ def _remember_digest(job: _JobWrite, old: Any, digest: str) -> None:
 def _plan_dependencies(
     job: _JobWrite, parsed: ParsedPayload, task_ids: set[str], archived: set[tuple[str, str]]
 ) -> None:
-    """The edges of the reported tasks become exactly the payload's; history is in depends_on."""
+    """The edges of the reported tasks become exactly the payload's; history is in depends_on.
+
+    Only those of the tasks read (``task_ids``): a task recognized by digest lists the
+    dependencies it listed when its edges were last made the payload's, so they are.
+    """
     existing = {edge for edge in archived if edge[0] in task_ids}
-    wanted = set(parsed.dependencies)
+    wanted = {edge for edge in parsed.dependencies if edge[0] in task_ids}
     for t, d in sorted(existing - wanted):
         job.writes.add("dep_delete", job.bound(b_task=t, b_dep=d))
     for t, d in sorted(wanted - existing):
