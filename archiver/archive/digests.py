@@ -9,7 +9,7 @@ problem to record, so it is recognized without being typed or compared field by 
 
 The digest also covers what the reading depends on besides the JSON, so that a reading that could
 now give a different state never matches: the status classifier's mapping, the field declarations
-(``archiver.fields``), and the code that reads and compares (the modules in ``_READING``, by their
+(``archiver.fields``), and the code that reads and compares (the files in ``_READING``, by their
 bytes). A new release therefore reads every task once more, where its job next changes, and
 stores the new digests (even of a task found unchanged). A migration that rewrites typed values in
 ``tasks`` or ``val_errors`` must set these columns to NULL.
@@ -19,38 +19,42 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import sys
 from collections.abc import Callable
-from types import ModuleType
+from pathlib import Path
 from typing import Any
 
 import archiver
 from archiver import fields as declared
-from archiver import ids, statuses
-from archiver.archive import changelog, jsonload, values
+from archiver.archive import jsonload
 from archiver.statuses import StatusClassifier
 
 Digester = Callable[[str], str]
 
 
-def _code_digest(modules: tuple[ModuleType, ...]) -> bytes:
-    """The bytes of the modules that read a payload; the release if they cannot be read."""
-    digest = hashlib.sha256(archiver.__version__.encode())
-    for module in modules:
-        try:
-            with open(str(module.__file__), "rb") as source:
-                digest.update(source.read())
-        except (OSError, TypeError):
-            digest.update(module.__name__.encode())
-    return digest.digest()
+# the code a task's state depends on besides its JSON: reading, values, declarations, comparing
+_READING = (
+    ("archive", "payload.py"),
+    ("archive", "values.py"),
+    ("archive", "jsonload.py"),
+    ("archive", "changelog.py"),
+    ("archive", "digests.py"),
+    ("fields.py",),
+    ("ids.py",),
+    ("statuses.py",),
+)
 
 
 @functools.cache
 def _reading_code() -> bytes:
-    from archiver.archive import payload  # the reader itself, which imports this module
-
-    here = sys.modules[__name__]
-    return _code_digest((payload, values, jsonload, changelog, declared, ids, statuses, here))
+    """The bytes of the modules that read a payload (the release's version if one is missing)."""
+    digest = hashlib.sha256(archiver.__version__.encode())
+    package = Path(archiver.__file__).parent
+    for parts in _READING:
+        try:
+            digest.update(package.joinpath(*parts).read_bytes())
+        except OSError:
+            digest.update("/".join(parts).encode())
+    return digest.digest()
 
 
 def _digester(*parts: Any) -> Digester:
@@ -102,7 +106,14 @@ def no_open_errors(val_errors_sha256: str | None) -> bool:
     if val_errors_sha256 is None:
         return False
     digest = val_errors_digester()
-    return val_errors_sha256 in (digest("[]"), digest("null"))
+    empty = _empty.get(digest)
+    if empty is None:
+        _empty.clear()
+        empty = _empty[digest] = frozenset({digest("[]"), digest("null")})
+    return val_errors_sha256 in empty
+
+
+_empty: dict[Digester, frozenset[str]] = {}
 
 
 def val_errors_digester() -> Digester:
