@@ -169,8 +169,8 @@ def load_details(
         for wf, job_id, task_id, dep in session.execute(_DEPS_OF_TASKS, {"b_ids": chunk}):
             details[wf, job_id].deps.add((task_id, dep))
     if val_errors:
-        ids = {"b_ids": [jobs[key] for key in val_errors]}
-        for row in session.execute(_VAL_ERRORS_OF, ids).mappings():
+        of_jobs = {"b_ids": [jobs[key] for key in val_errors]}
+        for row in session.execute(_VAL_ERRORS_OF, of_jobs).mappings():
             details[row["workflow_id"], row["job_id"]].val_errors[row["fingerprint"]] = row
     return details
 
