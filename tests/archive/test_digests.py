@@ -24,12 +24,12 @@ import pytest
 from conftest import BACKENDS, fresh_database
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from archiver import db
 from archiver.archive import payload as reader
-from archiver.archive.batches import Entry, archive_batch
+from archiver.archive.batches import Entry, archive_batch, archive_one
 from archiver.archive.jsonload import canonical, canonical_parts
 from archiver.audit.rebuild import rebuild
 from archiver.audit.verify import verify
@@ -273,3 +273,29 @@ def test_the_digest_depends_on_the_classifier() -> None:
     default = reader.identify(body).task_digests
     custom = reader.identify(body, classifier=CUSTOM).task_digests
     assert default and custom and default[0] and custom[0] and default != custom
+
+
+def test_an_archive_from_before_the_digests_is_read_and_fills_them(db_url: str) -> None:
+    """Migration 0010 leaves existing rows NULL: read the slow way, then remembered."""
+    engine = db.make_engine(db_url)
+    try:
+        sessions = db.session_factory(engine)
+        job = factories.job("job-m", tasks=4, val_errors=1)
+        archive_one(sessions, json.dumps(job), T0)
+        db.downgrade(db_url, "0009")
+        db.upgrade(db_url)
+        with sessions() as session:
+            assert verify(session).ok
+            digests = session.execute(select(TASKS.c.state_sha256)).scalars().all()
+            assert digests == [None] * 4
+        job = factories.evolve(job, cost=5)
+        job["tasks"][0]["status"] = "failed"
+        result = archive_one(sessions, json.dumps(job), T0 + timedelta(minutes=1))
+        assert result.changes == 4  # cost; the task's status, status_class, is_terminal: no more
+        with sessions() as session:
+            assert verify(session).ok
+            digests = session.execute(select(TASKS.c.state_sha256)).scalars().all()
+            assert len(digests) == 4 and None not in digests
+            assert session.execute(select(JOBS.c.val_errors_sha256)).scalar_one() is not None
+    finally:
+        engine.dispose()
