@@ -282,6 +282,9 @@ class Job(JobState, Base):
     # SHA-256 of the latest body as received, byte for byte: a poll returning the same bytes is
     # recognized without decoding them (payload_sha256 is of the decoded, canonical JSON)
     body_sha256: Mapped[str | None] = mapped_column(SHA)
+    # digest of the val_errors member its open validation errors were last read from, when
+    # reading it found no problem; NULL: unknown (``archiver.archive.digests``)
+    val_errors_sha256: Mapped[str | None] = mapped_column(SHA)
     # head of the job's hash chain: its last history row's chain_seq and row_sha256
     chain_seq: Mapped[int | None]
     chain_sha256: Mapped[str | None] = mapped_column(SHA)
@@ -303,6 +306,9 @@ class Task(TaskState, Base):
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     removed_at: Mapped[datetime | None]
+    # digest of what its state was last read from, when reading it found no problem: a payload
+    # whose task has this digest is not read again; NULL: unknown (``archiver.archive.digests``)
+    state_sha256: Mapped[str | None] = mapped_column(SHA)
 
 
 class TaskDependency(Base):

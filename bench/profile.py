@@ -34,6 +34,7 @@ STAGES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "read the archived state (jobs, tasks, body digests)": (
         ("archiver/archive/load.py", "load_jobs"),
+        ("archiver/archive/load.py", "load_task_digests"),
         ("archiver/archive/load.py", "load_details"),
         ("archiver/archive/load.py", "touch_same_bodies"),
     ),

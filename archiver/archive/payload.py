@@ -20,7 +20,8 @@ from decimal import Decimal
 from typing import Any
 
 from archiver import fields as declared
-from archiver.archive.jsonload import JsonError, canonical, loads
+from archiver.archive.digests import task_digester, val_errors_digester
+from archiver.archive.jsonload import JsonError, canonical, canonical_parts, loads
 from archiver.archive.values import (
     OUT_OF_RANGE,
     Parsed,
@@ -62,8 +63,15 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
+    """A task as read. ``as_archived``: its digest is the archived one, so it was not typed and
+    ``state`` holds only ``depends_on`` (what the job's edges need); see
+    ``archiver.archive.digests``. ``digest``: of what it was read from, None if reading it found a
+    problem (such a task is read again every time, so its problems are recorded every time)."""
+
     task_id: str
     state: dict[str, Any]
+    digest: str | None = None
+    as_archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +89,12 @@ class ParsedPayload:
     body: str
     job: dict[str, Any]
     tasks: list[TaskRecord] | None  # None: not reported, keep what is archived
-    val_errors: list[ValErrorRecord] | None  # None: not reported
+    val_errors: list[ValErrorRecord] | None  # None: not reported (or as archived, below)
     problems: list[Problem] = field(default_factory=list)
+    # reported, and their digest is the archived one: the archived open errors stand, seen again
+    val_errors_as_archived: bool = False
+    # of the reported val_errors member, when reading it found no problem
+    val_errors_sha256: str | None = None
 
     @property
     def updated_at(self) -> datetime | None:
@@ -114,6 +126,11 @@ class _Collector:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
         self.dropped = 0
+
+    @property
+    def count(self) -> int:
+        """Problems so far, listed or not: a reading that leaves it alone found none."""
+        return len(self.problems) + self.dropped
 
     def take(self, parsed: Parsed[Any], name: str, raw: Any, task_id: str | None = None) -> Any:
         if parsed.problem:
@@ -197,7 +214,8 @@ def _refuse_envelope(data: dict[str, Any], workflow_id: str | None, job_id: str 
 def decode(raw: str | bytes | Mapping[str, Any]) -> tuple[dict[str, Any], str, list[str]]:
     """(object, verbatim body, duplicate keys) from wire text or an already decoded object."""
     if isinstance(raw, Mapping):
-        return dict(raw), canonical(raw), []
+        data = dict(raw)
+        return data, canonical(data), []
     try:
         decoded = loads(raw)
     except JsonError as exc:
@@ -225,6 +243,9 @@ class Identified:
     data: dict[str, Any]
     duplicates: list[str]
     classifier: StatusClassifier
+    # digests of each element of ``tasks`` (None: not an object) and of ``val_errors``
+    task_digests: list[str | None] | None = None
+    val_errors_digest: str | None = None
     _parsed: ParsedPayload | None = None
 
     @property
@@ -236,6 +257,16 @@ class Identified:
         if self._parsed is None:
             self._parsed = _read_fields(self)
         return self._parsed
+
+    def read(self, tasks: Mapping[str, str], val_errors: str | None) -> ParsedPayload:
+        """Read against what is archived: the digests of its present tasks (task id -> digest)
+        and of its validation errors. Parts whose digest matches are not typed.
+
+        Not kept, unlike ``parsed``: a batch run again after a conflict may see other digests.
+        """
+        if not tasks and val_errors is None:
+            return self.parsed
+        return _read_fields(self, tasks, val_errors)
 
 
 def identify(
@@ -269,8 +300,21 @@ def identify(
             workflow_id=workflow_id,
             job_id=got_job,
         )
-    digest = hashlib.sha256(canonical(data).encode("ascii")).hexdigest()
-    return Identified(got_wf, got_job, digest, body, data, duplicates, classifier)
+    parts = canonical_parts(data, "tasks", ("val_errors",))
+    digest = hashlib.sha256(parts.text.encode("ascii")).hexdigest()
+    task_digests = None
+    if parts.elements is not None:
+        of_task = task_digester(classifier)
+        tasks = data["tasks"]
+        task_digests = [
+            of_task(text) if type(task) is dict else None
+            for task, text in zip(tasks, parts.elements, strict=True)
+        ]
+    val_text = parts.members.get("val_errors")
+    val_digest = None if val_text is None else val_errors_digester()(val_text)
+    return Identified(
+        got_wf, got_job, digest, body, data, duplicates, classifier, task_digests, val_digest
+    )
 
 
 def parse_payload(
@@ -284,7 +328,11 @@ def parse_payload(
     return identify(raw, workflow_id=workflow_id, job_id=job_id, classifier=classifier).parsed
 
 
-def _read_fields(ident: Identified) -> ParsedPayload:
+def _read_fields(
+    ident: Identified,
+    archived_tasks: Mapping[str, str] | None = None,
+    archived_val_errors: str | None = None,
+) -> ParsedPayload:
     data, classifier = ident.data, ident.classifier
     got_wf, got_job = ident.workflow_id, ident.job_id
     out = _Collector()
@@ -299,8 +347,15 @@ def _read_fields(ident: Identified) -> ParsedPayload:
             workflow_id=got_wf,
             job_id=got_job,
         )
-    tasks = _tasks(data, out, classifier)
-    val_errors = _val_errors(data, out)
+    tasks = _tasks(data, out, classifier, ident.task_digests, archived_tasks or {})
+    val_digest = ident.val_errors_digest
+    as_archived = val_digest is not None and val_digest == archived_val_errors
+    val_errors = None
+    if not as_archived:
+        before = out.count
+        val_errors = _val_errors(data, out)
+        if val_errors is None or out.count != before:
+            val_digest = None
     if out.dropped:
         out.problems.append(
             Problem(
@@ -308,18 +363,31 @@ def _read_fields(ident: Identified) -> ParsedPayload:
             )
         )
     return ParsedPayload(
-        got_wf, got_job, ident.sha256, ident.body, job, tasks, val_errors, out.problems
+        got_wf,
+        got_job,
+        ident.sha256,
+        ident.body,
+        job,
+        tasks,
+        val_errors,
+        out.problems,
+        val_errors_as_archived=as_archived,
+        val_errors_sha256=val_digest,
     )
 
 
 class _Plan:
     """How one entity's declared fields are read: built once per declaration."""
 
-    __slots__ = ("entity", "known", "steps")
+    __slots__ = ("dependencies", "entity", "known", "steps")
 
     def __init__(self, entity: tuple[Field, ...], other_keys: tuple[str, ...]) -> None:
         self.entity = entity
         self.known = declared.payload_keys(entity, other_keys)
+        # the key of the field that lists a task's dependencies: read even when the rest is not
+        self.dependencies = next(
+            (f.key for f in entity if f.derive is Derive.DEPENDENCIES and f.key), None
+        )
         # fields read inside an object of the payload ("block_info.id") are read as one group,
         # where the first of them stands, so the object's own problems are reported once
         self.steps: list[Field | tuple[str, tuple[Field, ...]]] = []
@@ -440,7 +508,15 @@ def _nested(
     return values
 
 
-def _tasks(data: dict[str, Any], out: _Collector, classifier: StatusClassifier):
+def _tasks(
+    data: dict[str, Any],
+    out: _Collector,
+    classifier: StatusClassifier,
+    digests: list[str | None] | None,
+    archived: Mapping[str, str],
+) -> list[TaskRecord] | None:
+    """The tasks; one whose digest is an archived task's (``archived``: id -> digest) is taken as
+    that task as archived, untyped."""
     raw_tasks = data.get("tasks")
     if raw_tasks is None:
         return None
@@ -448,8 +524,21 @@ def _tasks(data: dict[str, Any], out: _Collector, classifier: StatusClassifier):
         out.add("tasks", raw_tasks, "tasks is not a list; archived tasks kept")
         return None
     plan = _plan(declared.TASK, declared.TASK_OTHER_KEYS)
+    by_digest = {digest: task_id for task_id, digest in archived.items()}
     by_id: dict[str, TaskRecord] = {}
     for index, raw in enumerate(raw_tasks):
+        digest = digests[index] if digests is not None else None
+        task_id = by_digest.get(digest) if digest is not None else None
+        if task_id is not None and plan.dependencies is not None:
+            # the text an archived task was read from without a problem: its id and its
+            # dependencies are valid ids, so they are taken as they are, not checked again
+            if task_id in by_id:
+                out.add("id", task_id, "duplicate task id; the last one was kept", task_id)
+            deps = raw.get(plan.dependencies)
+            if deps is not None:
+                deps = [d if type(d) is str else str(d) for d in deps]
+            by_id[task_id] = TaskRecord(task_id, {"depends_on": deps}, digest, as_archived=True)
+            continue
         if not isinstance(raw, dict):
             out.add(f"tasks[{index}]", raw, "task is not an object; skipped")
             continue
@@ -463,7 +552,9 @@ def _tasks(data: dict[str, Any], out: _Collector, classifier: StatusClassifier):
             continue
         if task_id in by_id:
             out.add("id", task_id, "duplicate task id; the last one was kept", task_id)
-        by_id[task_id] = TaskRecord(task_id, _read_state(plan, raw, out, classifier, task_id))
+        before = out.count
+        state = _read_state(plan, raw, out, classifier, task_id)
+        by_id[task_id] = TaskRecord(task_id, state, digest if out.count == before else None)
     _check_dependencies(by_id, out)
     return list(by_id.values())
 

@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 
 from archiver.archive.chain import Chain
 from archiver.archive.changelog import as_text, changed_fields
-from archiver.archive.load import Details, load_details, load_jobs
+from archiver.archive.digests import no_open_errors
+from archiver.archive.load import Details, load_details, load_jobs, load_task_digests
 from archiver.archive.payload import (
     JOB_FIELDS,
     TASK_FIELDS,
@@ -33,7 +34,7 @@ from archiver.archive.payload import (
     ParsedPayload,
     Problem,
 )
-from archiver.archive.results import ArchiveResult, Outcome, archived_result, body_digest
+from archiver.archive.results import ArchiveResult, JobKey, Outcome, archived_result, body_digest
 from archiver.archive.statements import Writes, bound_key
 from archiver.errors import ArchiverError, PayloadError
 from archiver.models import SNAPSHOTS
@@ -79,7 +80,9 @@ def plan(
     """Work out what each payload (of distinct jobs) writes, into ``writes``; reads only.
 
     A payload refused while being read is returned as its error, and adds nothing to ``writes``.
-    The payloads' fields are only read when their hash differs from the archived one.
+    The payloads' fields are only read when their hash differs from the archived one, and then
+    only those of the tasks and validation errors whose digest differs from the archived one
+    (``archiver.archive.digests``); only those are compared with the archived rows.
     ``applied``, when given, is each payload's recorded decision (its snapshot's ``applied``):
     a rebuild replays it rather than deciding staleness again, because ingest decided with
     sightings that wrote no snapshot (see ``_is_stale``).
@@ -100,7 +103,7 @@ def plan(
         row = current.get(key)
         if row is not None and row["payload_sha256"] == payload.sha256:
             if fetched_at > row["last_seen_at"]:
-                writes.touch(key, fetched_at)
+                writes.touch(key, fetched_at, errors=not no_open_errors(row["val_errors_sha256"]))
             digest = body_digest(payload.body)
             if row["body_sha256"] != digest:  # the same data spelled differently: remember it
                 writes.add("job_body", {"b_wf": key[0], "b_job": key[1], "b_digest": digest})
@@ -115,20 +118,49 @@ def plan(
             out[i] = archived_result(key, "stale", row)
         else:
             changed.append(i)
-    details = load_details(session, [keys[i] for i in changed if keys[i] in current])
+    ids = {keys[i]: current[keys[i]]["id"] for i in changed if keys[i] in current}
+    digests = load_task_digests(session, ids)
+    readings: dict[int, ParsedPayload] = {}
+    full: dict[JobKey, list[str]] = {}
+    val_errors: list[JobKey] = []
     for i in changed:
-        payload, fetched_at = payloads[i]
-        job_writes = Writes()
+        key, row = keys[i], current.get(keys[i])
         try:
-            out[i] = _plan_changed(
-                job_writes, payload, fetched_at, current.get(keys[i]), details.get(keys[i])
-            )
+            parsed = readings[i] = _read(payloads[i][0], row, digests.get(key))
         except PayloadError as exc:
             out[i] = exc
             continue
+        if row is None:
+            continue
+        if parsed.tasks is not None:
+            archived = digests[key]
+            full[key] = [
+                t.task_id for t in parsed.tasks if not t.as_archived and t.task_id in archived
+            ]
+        if parsed.val_errors is not None:
+            val_errors.append(key)
+    details = load_details(session, ids, digests, full, val_errors)
+    for i, parsed in readings.items():
+        job_writes = Writes()
+        key, fetched_at = keys[i], payloads[i][1]
+        out[i] = _plan_changed(job_writes, parsed, fetched_at, current.get(key), details.get(key))
         writes.extend(job_writes)
     assert all(r is not None for r in out)
     return out  # type: ignore[return-value]
+
+
+def _read(
+    payload: Identified | ParsedPayload, current: Any, tasks: Mapping[str, Any] | None
+) -> ParsedPayload:
+    """The payload read against the archived digests of its job's present tasks and errors."""
+    if current is None or not isinstance(payload, Identified):
+        return payload.parsed
+    known = {
+        task_id: row["state_sha256"]
+        for task_id, row in (tasks or {}).items()
+        if row["removed_at"] is None and row["state_sha256"] is not None
+    }
+    return payload.read(known, current["val_errors_sha256"])
 
 
 def _is_stale(current: Any, payload: Identified | ParsedPayload, fetched_at: datetime) -> bool:
@@ -200,13 +232,12 @@ class _JobWrite:
 
 def _plan_changed(
     writes: Writes,
-    payload: Identified | ParsedPayload,
+    parsed: ParsedPayload,
     fetched_at: datetime,
     current: Any,
     details: Details | None,
 ) -> ArchiveResult:
-    wf, job_id = payload.workflow_id, payload.job_id
-    parsed = payload.parsed
+    wf, job_id = parsed.workflow_id, parsed.job_id
     details = details or Details()
     chain = Chain() if current is None else Chain(current["chain_seq"], current["chain_sha256"])
     # Fetch order and updated_at order can disagree (files ingested without fetch times); the
@@ -219,8 +250,14 @@ def _plan_changed(
     version = _plan_job_version(job, current, parsed)
     if parsed.tasks is not None:
         _plan_tasks(job, parsed, details)
-    if parsed.val_errors is not None:
+    if parsed.val_errors_as_archived:  # the archived open errors, seen again
+        writes.add("val_error_touch", job.bound())
+        val_errors_sha256 = parsed.val_errors_sha256
+    elif parsed.val_errors is not None:
         _plan_val_errors(job, parsed, details.val_errors)
+        val_errors_sha256 = parsed.val_errors_sha256
+    else:  # not reported: the archived errors, and what they were read from, are kept
+        val_errors_sha256 = None if current is None else current["val_errors_sha256"]
     for change in job.changes:
         writes.add("change", chain.link("job_changes", change))
     problems = _problems(parsed, fetched_at)
@@ -247,6 +284,7 @@ def _plan_changed(
             "version": version,
             "payload_sha256": parsed.sha256,
             "body_sha256": body_digest(parsed.body),
+            "val_errors_sha256": val_errors_sha256,
             "first_seen_at": observed,
             "last_seen_at": observed,
             "last_changed_at": observed
@@ -378,10 +416,14 @@ def _plan_tasks(job: _JobWrite, parsed: ParsedPayload, details: Details) -> None
     closing: list[tuple[str, int]] = []
     versions: list[dict[str, Any]] = []
     for task in parsed.tasks:
+        if task.as_archived:  # its digest is the archived one: read as it was, not typed
+            continue
         old = existing.get(task.task_id)
         if old is not None and old["removed_at"] is None:
             fields = changed_fields(old, task.state, TASK_FIELDS)
             if not fields:
+                if task.digest is not None and old["state_sha256"] != task.digest:
+                    _remember_digest(job, old, task.digest)
                 continue
             closing.append((task.task_id, old["version"]))
         else:
@@ -398,7 +440,14 @@ def _plan_tasks(job: _JobWrite, parsed: ParsedPayload, details: Details) -> None
         versions.append({**base, **task.state, "valid_from": seen, "valid_to": None})
         writes.add(
             "task",
-            {**base, **task.state, "first_seen_at": seen, "last_seen_at": seen, "removed_at": None},
+            {
+                **base,
+                **task.state,
+                "first_seen_at": seen,
+                "last_seen_at": seen,
+                "removed_at": None,
+                "state_sha256": task.digest,
+            },
         )
     for tid in removed:
         job.change("task", "presence", "present", "removed", task_id=tid)
@@ -407,15 +456,40 @@ def _plan_tasks(job: _JobWrite, parsed: ParsedPayload, details: Details) -> None
         writes.add("task_version_close", job.bound(b_task=tid, b_version=version))
     for version_row in versions:
         writes.add("task_version", job.chain.link("task_versions", version_row))
-    _plan_dependencies(job, parsed, incoming, details.deps)
+    read = {t.task_id for t in parsed.tasks if not t.as_archived}
+    _plan_dependencies(job, parsed, read, details.deps)
+
+
+def _remember_digest(job: _JobWrite, old: Any, digest: str) -> None:
+    """A task read the same as archived from text of another digest (NULL after the migration
+    that added digests, or from a release that read differently): its row as it is, with the
+    digest, so that the next payload carrying that text does not read it again."""
+    job.writes.add(
+        "task",
+        {
+            "workflow_id": job.workflow_id,
+            "job_id": job.job_id,
+            "task_id": old["task_id"],
+            "version": old["version"],
+            **{name: old[name] for name in TASK_FIELDS},
+            "first_seen_at": job.observed_at,  # an upsert leaves the archived one
+            "last_seen_at": job.observed_at,  # as the job's task_touch sets it
+            "removed_at": None,
+            "state_sha256": digest,
+        },
+    )
 
 
 def _plan_dependencies(
     job: _JobWrite, parsed: ParsedPayload, task_ids: set[str], archived: set[tuple[str, str]]
 ) -> None:
-    """The edges of the reported tasks become exactly the payload's; history is in depends_on."""
+    """The edges of the reported tasks become exactly the payload's; history is in depends_on.
+
+    Only those of the tasks read (``task_ids``): a task recognized by digest lists the
+    dependencies it listed when its edges were last made the payload's, so they are.
+    """
     existing = {edge for edge in archived if edge[0] in task_ids}
-    wanted = set(parsed.dependencies)
+    wanted = {edge for edge in parsed.dependencies if edge[0] in task_ids}
     for t, d in sorted(existing - wanted):
         job.writes.add("dep_delete", job.bound(b_task=t, b_dep=d))
     for t, d in sorted(wanted - existing):

@@ -133,12 +133,14 @@ class Writes:
     def add(self, kind: str, row: dict[str, Any]) -> None:
         self.params[kind].append(row)
 
-    def touch(self, key: JobKey, seen: datetime) -> None:
-        """The same payload again: only the last-seen times move."""
+    def touch(self, key: JobKey, seen: datetime, *, errors: bool = True) -> None:
+        """The same payload again: only the last-seen times move (``errors``: of its open
+        validation errors too; False when it is known to have none)."""
         params = {"b_wf": key[0], "b_job": key[1], "b_seen": seen}
         self.add("job_touch", params)
         self.add("task_touch", params)
-        self.add("val_error_touch", params)
+        if errors:
+            self.add("val_error_touch", params)
 
     def extend(self, other: Writes) -> None:
         for kind, rows in other.params.items():
