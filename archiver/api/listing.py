@@ -331,7 +331,9 @@ def _pages(
         earlier.update(seen)
         page.problems, page.unusable = problems.lines, problems.count
         yield page
-        if not items:
+        if not items or workflow_id is not None:
+            # an id matches one workflow at most: a server that ignores the filter is not
+            # followed through every page of the organisation's workflows
             return
         if again == len(items):  # the server ignores offset: it would never end
             raise InvalidResponseError(

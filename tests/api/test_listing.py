@@ -617,6 +617,21 @@ def pages(client: ApiClient, **kwargs: Any) -> list[WorkflowPage]:
     return list(client.list_workflows(**kwargs))
 
 
+def test_an_id_filter_the_server_ignores_costs_one_page_not_every_page(
+    srv: ScriptedServer, make_client: MakeClient
+) -> None:
+    """The API may not honour ``id=``: it would then answer every workflow of the organisation,
+    page after page, for each workflow watched by id. One page is read, and what it holds of
+    other workflows is named, not taken."""
+    srv.always(paged(total=5000))
+    result = pages(make_client(), workflow_id="wf-x")
+    assert len(srv.requests) == 1
+    assert query_of(srv.requests[0])["id"] == "wf-x"
+    [page] = result
+    assert page.workflows == [] and page.unusable == 50
+    assert page.problems[0] == "item 0: is workflow 'wf-00000', not 'wf-x' asked for"
+
+
 def test_three_pages_up_to_the_total(srv: ScriptedServer, make_client: MakeClient) -> None:
     srv.always(paged(total=120))
     result = pages(make_client())
