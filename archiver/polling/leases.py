@@ -76,21 +76,22 @@ def claim(
     ids = list(session.scalars(query))
     if not ids:
         return []
-    session.execute(
-        update(TRACKED)
-        .where(TRACKED.c.id.in_(ids))
-        .values(
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            claim_token=TRACKED.c.claim_token + 1,
-        )
-    )
+    _stamp(session, TRACKED, ids, owner, now + timedelta(seconds=lease_seconds))
     rows = session.execute(
         select(TRACKED.c.workflow_id, TRACKED.c.job_id, TRACKED.c.claim_token)
         .where(TRACKED.c.id.in_(ids))
         .order_by(TRACKED.c.next_poll_at, TRACKED.c.id)
     )
     return [Claim(r.workflow_id, r.job_id, r.claim_token) for r in rows]
+
+
+def _stamp(session: Session, table: Table, ids: list[int], owner: str, expires: datetime) -> None:
+    """Lease the claimed rows (jobs, workflows or rules alike): owner, expiry, a new token."""
+    session.execute(
+        update(table)
+        .where(table.c.id.in_(ids))
+        .values(lease_owner=owner, lease_expires_at=expires, claim_token=table.c.claim_token + 1)
+    )
 
 
 def verify(session: Session, held: Claim) -> None:
@@ -209,15 +210,7 @@ def _claim_listing(
     ids = list(session.scalars(query))
     if not ids:
         return []
-    session.execute(
-        update(table)
-        .where(table.c.id.in_(ids))
-        .values(
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            claim_token=table.c.claim_token + 1,
-        )
-    )
+    _stamp(session, table, ids, owner, now + timedelta(seconds=lease_seconds))
     rows = session.execute(
         select(key.label("key"), table.c.claim_token).where(table.c.id.in_(ids)).order_by(key)
     )
