@@ -149,16 +149,21 @@ class FailedJobs:
 
     @contextmanager
     def printing(self) -> Iterator[None]:
+        from archiver.polling.discovery import failure_log
         from archiver.polling.sync import job_log
 
         quiet = logging.NullHandler()
-        job_log.addHandler(quiet)  # a handler, so the last-resort one does not print them
-        propagate, job_log.propagate = job_log.propagate, False
+        loggers = (job_log, failure_log)
+        propagates = [logger.propagate for logger in loggers]
+        for logger in loggers:
+            logger.addHandler(quiet)  # a handler, so the last-resort one does not print them
+            logger.propagate = False
         try:
             yield
         finally:
-            job_log.propagate = propagate
-            job_log.removeHandler(quiet)
+            for logger, propagate in zip(loggers, propagates, strict=True):
+                logger.propagate = propagate
+                logger.removeHandler(quiet)
 
 
 @cli.command()

@@ -51,6 +51,9 @@ from archiver.polling.leases import ListingClaim
 from archiver.wording import counted
 
 log = logging.getLogger("archiver.discovery")
+# one line per failed listing, description or estimate: the daemon's log shows them, while
+# ``archiver sync`` silences this logger and prints its own list (so each is said once)
+failure_log = logging.getLogger("archiver.sync.listings")
 CHUNK = 500  # job ids per statement
 PAGE = 200  # workflow ids claimed (or read) at a time
 
@@ -574,6 +577,7 @@ class Discovery:
         self._record(session, run_id, wf, exc, message)
         summary.list_failed += 1
         summary.errors.append(message)
+        failure_log.warning("%s", message)
         values: dict[str, Any] = {"last_error": message[:2000], "last_error_at": now}
         if failures.api_fault(exc) is None:
             count = session.execute(
@@ -595,7 +599,7 @@ class Discovery:
             self._record(session, run_id, wf, exc, message)
         summary.list_failed += 1
         summary.errors.append(message)
-        log.warning("%s", message)
+        failure_log.warning("%s", message)
 
     def _record(
         self, session: Session, run_id: int, wf: str | None, exc: ApiError, message: str

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from http_helpers import Reply, ScriptedServer
+from http_helpers import Reply, ScriptedServer, error
 from listing_api import FakeApi, kinds
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -174,6 +174,29 @@ def test_sync_discovers_a_watched_workflows_jobs(
     failed = archiver(db_url, "sync", **env)
     assert failed.returncode == 1  # a listing that failed fails the command, as a job does
     assert failed.stderr.startswith("failed    listing jobs of wf-1: 200 OK")
+    assert failed.stderr.count("listing jobs of wf-1") == 1, failed.stderr  # said once
     assert failed.stdout.strip().endswith(
         "; listed 0 workflows: 0 new jobs, 0 changed; 1 listing failed"
     )
+
+
+def test_sync_says_a_failed_estimate_once(
+    db_url: str, api: tuple[FakeApi, ScriptedServer]
+) -> None:
+    """The pass's failure list is the command's; the logger that says it in the daemon's log
+    stays quiet here, so a failure is not printed twice."""
+    fake, server = api
+    fake.add_workflow("wf-1", name="Ortho")
+    fake.add_job("wf-1", "j1")
+    fake.override["/v0/workflows/wf-1/estimate"] = error(403, "forbidden_access", "no estimate")
+    archiver(db_url, "track", "--workflow", "wf-1")
+    env = {"PIXXEL_API_URL": server.url, "PIXXEL_API_KEY": "cli-key-77"}
+
+    done = archiver(db_url, "sync", **env)
+
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if "estimating workflow wf-1" in line] == [
+        "failed    estimating workflow wf-1: 403 Forbidden — forbidden_access: no estimate"
+        " (estimate of workflow wf-1)"
+    ], done.stderr
