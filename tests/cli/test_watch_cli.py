@@ -180,9 +180,7 @@ def test_sync_discovers_a_watched_workflows_jobs(
     )
 
 
-def test_sync_says_a_failed_estimate_once(
-    db_url: str, api: tuple[FakeApi, ScriptedServer]
-) -> None:
+def test_sync_says_a_failed_estimate_once(db_url: str, api: tuple[FakeApi, ScriptedServer]) -> None:
     """The pass's failure list is the command's; the logger that says it in the daemon's log
     stays quiet here, so a failure is not printed twice."""
     fake, server = api
