@@ -12,6 +12,7 @@ raises ``PayloadError``. Everything else is archived, with each doubtful value r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 from archiver import fields as declared
 from archiver.archive.digests import task_digester, val_errors_digester
 from archiver.archive.jsonload import JsonError, canonical, canonical_parts, loads
+from archiver.archive.readers import Reader, Unsupported, compile_reader
 from archiver.archive.values import (
     OUT_OF_RANGE,
     Parsed,
@@ -379,7 +381,7 @@ def _read_fields(
 class _Plan:
     """How one entity's declared fields are read: built once per declaration."""
 
-    __slots__ = ("dependencies", "entity", "known", "steps")
+    __slots__ = ("dependencies", "entity", "known", "readers", "steps")
 
     def __init__(self, entity: tuple[Field, ...], other_keys: tuple[str, ...]) -> None:
         self.entity = entity
@@ -399,6 +401,22 @@ class _Plan:
             elif top not in grouped:
                 grouped.add(top)
                 self.steps.append((top, tuple(g for g in entity if g.top_key == top)))
+        # the compiled readers of these steps, by classifier (``archiver.archive.readers``)
+        self.readers: dict[int, tuple[StatusClassifier, Reader]] = {}
+
+    def reader(self, classifier: StatusClassifier) -> Reader:
+        """The steps compiled for ``classifier``, or the generic reader where they cannot be."""
+        hit = self.readers.get(id(classifier))
+        if hit is not None and hit[0] is classifier:
+            return hit[1]
+        try:
+            made = compile_reader(self.steps, self.known, classifier, _HELPERS)
+        except Unsupported:
+            made = functools.partial(_read_generic, self, classifier=classifier)
+        if len(self.readers) >= READERS_KEPT:
+            self.readers.clear()
+        self.readers[id(classifier)] = (classifier, made)
+        return made
 
 
 _PLANS: dict[int, _Plan] = {}
@@ -412,6 +430,9 @@ def _plan(entity: tuple[Field, ...], other_keys: tuple[str, ...]) -> _Plan:
     return plan
 
 
+READERS_KEPT = 8  # compiled readers per plan: one per classifier in use
+
+
 def _read_state(
     plan: _Plan,
     data: Mapping[str, Any],
@@ -420,6 +441,18 @@ def _read_state(
     task_id: str | None,
 ) -> dict[str, Any]:
     """Every declared field of one job or task, in declaration order (problems follow it)."""
+    return plan.reader(classifier)(data, out, task_id)
+
+
+def _read_generic(
+    plan: _Plan,
+    data: Mapping[str, Any],
+    out: _Collector,
+    task_id: str | None,
+    *,
+    classifier: StatusClassifier,
+) -> dict[str, Any]:
+    """``_read_state`` field by field: what the compiled reader does, written plainly."""
     get = data.get
     state: dict[str, Any] = {}
     for step in plan.steps:
@@ -580,6 +613,9 @@ def _depends_on(raw: Any, task_id: str | None, out: _Collector) -> list[str] | N
             deps.append(dep)
             seen.add(dep)
     return deps
+
+
+_HELPERS = {"depends_on": _depends_on, "extra": _extra}
 
 
 def _check_dependencies(tasks: dict[str, TaskRecord], out: _Collector) -> None:

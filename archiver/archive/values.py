@@ -377,6 +377,9 @@ def _parse_timestamp_text(raw: str) -> Parsed[datetime]:
     return Parsed(value)
 
 
+parse_timestamp_text = _parse_timestamp_text  # for readers that know the value is a str
+
+
 # --- text ----------------------------------------------------------------------------------------
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
