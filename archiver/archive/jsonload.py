@@ -47,6 +47,12 @@ def _check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
             raise JsonError(f"JSON nested deeper than {MAX_DEPTH} levels")
         below: list[Any] = []
         for node in level:
+            if type(node) is list:
+                try:  # only ints 0..255 (or bools) convert: the usual array of bytes, in C
+                    bytes(node)
+                    continue
+                except (TypeError, ValueError):
+                    pass
             children = node.values() if type(node) is dict else node
             if _CONTAINERS.isdisjoint(map(type, children)):  # most arrays hold only scalars: C
                 continue

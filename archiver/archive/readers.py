@@ -100,9 +100,15 @@ def _plain(src: _Source, ind: int, f: Field, raw: str, target: str) -> None:
         src.emit(ind, "else:")
         src.emit(ind + 1, f"{target} = take(parse_int({raw}), {key}, {raw}, task_id)")
     elif kind is Kind.JSON:
-        # clean_json gives back a list of ints as it is (and its problems never repeat the value)
-        src.emit(ind, f"elif type({raw}) is list and set(map(type, {raw})) <= INT_ONLY:")
-        src.emit(ind + 1, f"{target} = {raw}")
+        # clean_json gives back a list of ints (or bools) as it is; bytes() converts only those
+        # 0..255, the usual array of bytes, faster than a scan of their types (and problems of
+        # JSON values never repeat the value)
+        src.emit(ind, f"elif type({raw}) is list:")
+        src.emit(ind + 1, "try:")
+        src.emit(ind + 2, f"bytes({raw})")
+        src.emit(ind + 2, f"{target} = {raw}")
+        src.emit(ind + 1, "except (TypeError, ValueError):")
+        src.emit(ind + 2, f"{target} = take(clean_json({raw}), {key}, None, task_id)")
         src.emit(ind, "else:")
         src.emit(ind + 1, f"{target} = take(clean_json({raw}), {key}, None, task_id)")
     else:
@@ -234,7 +240,6 @@ def compile_reader(
     namespace: dict[str, Any] = {
         **src.names,
         "MISSING": object(),
-        "INT_ONLY": frozenset({int}),
         "classes": {},
         "classify": classifier.classify,
         "is_terminal": classifier.is_terminal,
