@@ -87,10 +87,9 @@ def _plain(src: _Source, ind: int, f: Field, raw: str, target: str) -> None:
     elif kind is Kind.TIMESTAMP:
         # parse_timestamp of text is parse_timestamp_text, cached
         src.emit(ind, f"elif type({raw}) is str:")
-        src.emit(ind + 1, f"p = parse_timestamp_text({raw})")
-        src.emit(ind + 1, f"{target} = p.value")
-        src.emit(ind + 1, "if p.problem:")
-        src.emit(ind + 2, f"add({key}, {raw}, p.problem, task_id)")
+        src.emit(ind + 1, f"{target}, problem = parse_timestamp_text({raw})")
+        src.emit(ind + 1, "if problem:")
+        src.emit(ind + 2, f"add({key}, {raw}, problem, task_id)")
         src.emit(ind, "else:")
         src.emit(ind + 1, f"{target} = take(parse_timestamp({raw}), {key}, {raw}, task_id)")
     elif kind is Kind.INTEGER:
