@@ -22,7 +22,15 @@ from typing import Any
 
 from archiver import fields as declared
 from archiver.archive.digests import task_digester, val_errors_digester
-from archiver.archive.jsonload import JsonError, canonical, canonical_parts, loads
+from archiver.archive.jsonload import (
+    MAX_DEPTH,
+    CanonicalParts,
+    JsonError,
+    canonical,
+    canonical_parts,
+    check_depth,
+    loads,
+)
 from archiver.archive.readers import Reader, Unsupported, compile_reader
 from archiver.archive.values import (
     OUT_OF_RANGE,
@@ -215,19 +223,44 @@ def _refuse_envelope(data: dict[str, Any], workflow_id: str | None, job_id: str 
 
 def decode(raw: str | bytes | Mapping[str, Any]) -> tuple[dict[str, Any], str, list[str]]:
     """(object, verbatim body, duplicate keys) from wire text or an already decoded object."""
+    data, body, duplicates, _ = _decode(raw)
+    return data, body, duplicates
+
+
+def _decode(
+    raw: str | bytes | Mapping[str, Any],
+) -> tuple[dict[str, Any], str, list[str], CanonicalParts]:
+    """``decode``, and the object's canonical parts (``identify`` hashes them).
+
+    The nesting is checked as ``loads`` checks it, before anything else is, but the walk over
+    the tree is left out where the canonical texts, built here anyway, show it too shallow.
+    """
     if isinstance(raw, Mapping):
         data = dict(raw)
-        return data, canonical(data), []
+        return data, canonical(data), [], _parts(data)
     try:
-        decoded = loads(raw)
+        decoded = loads(raw, depth=False)
+        value = decoded.value
+        if not isinstance(value, dict):
+            check_depth(value)
+            raise PayloadError(
+                f"payload rejected: expected a JSON object, got {type(value).__name__}"
+            )
+        try:
+            parts = _parts(value)
+        except RecursionError:  # nested too deep for the encoder: the walk says how
+            check_depth(value)
+            raise
+        if parts.nesting > MAX_DEPTH:
+            check_depth(value)
     except JsonError as exc:
         raise PayloadError(f"payload rejected: {exc}") from None
-    if not isinstance(decoded.value, dict):
-        raise PayloadError(
-            f"payload rejected: expected a JSON object, got {type(decoded.value).__name__}"
-        )
     body = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw
-    return decoded.value, body, decoded.duplicate_keys
+    return value, body, decoded.duplicate_keys, parts
+
+
+def _parts(data: dict[str, Any]) -> CanonicalParts:
+    return canonical_parts(data, "tasks", ("val_errors",))
 
 
 @dataclass(slots=True)
@@ -280,7 +313,7 @@ def identify(
 ) -> Identified:
     """Decode, refuse an error envelope, check the ids (``workflow_id``/``job_id``, when given,
     must match) and hash."""
-    data, body, duplicates = decode(raw)
+    data, body, duplicates, parts = _decode(raw)
     _refuse_envelope(data, workflow_id, job_id)
     got_job = _identifier(data.get("id"), "job id")
     if got_job is None:
@@ -302,7 +335,6 @@ def identify(
             workflow_id=workflow_id,
             job_id=got_job,
         )
-    parts = canonical_parts(data, "tasks", ("val_errors",))
     digest = hashlib.sha256(parts.text.encode("ascii")).hexdigest()
     task_digests = None
     if parts.elements is not None:
