@@ -82,7 +82,7 @@ def loads(text: str | bytes, *, depth: bool = True) -> Decoded:
 
     ``depth=False``: the caller checks the nesting itself (``check_depth``), as
     ``archiver.archive.payload`` does when the canonical texts it builds anyway show the document
-    too shallow to need the walk.
+    shallow enough to need no walk.
     """
     if isinstance(text, bytes | bytearray):
         try:

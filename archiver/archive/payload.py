@@ -233,7 +233,7 @@ def _decode(
     """``decode``, and the object's canonical parts (``identify`` hashes them).
 
     The nesting is checked as ``loads`` checks it, before anything else is, but the walk over
-    the tree is left out where the canonical texts, built here anyway, show it too shallow.
+    the tree is left out where the canonical texts, built here anyway, show it shallow enough.
     """
     if isinstance(raw, Mapping):
         data = dict(raw)
