@@ -23,6 +23,7 @@ from archiver.archive.values import (
     INT64_MIN,
     clean_json,
     clean_text,
+    go_seconds,
     parse_duration,
     parse_int,
     parse_number,
@@ -163,6 +164,8 @@ def _derived(src: _Source, ind: int, f: Field, derive: Derive, target: str) -> N
         src.emit(ind, "else:")
         src.emit(ind + 1, f"{target} = take(parse_number(raw, {args}), {key}, raw, task_id)")
     elif derive is Derive.SECONDS:
+        src.emit(ind, "elif type(raw) is str and (seconds := go_seconds(raw)) is not None:")
+        src.emit(ind + 1, f"{target} = seconds")
         src.emit(ind, "else:")
         src.emit(ind + 1, f"{target} = take(parse_duration(raw), {key}, raw, task_id)")
     else:
@@ -248,6 +251,7 @@ def compile_reader(
         "parse_number": parse_number,
         "parse_progress": parse_progress,
         "parse_duration": parse_duration,
+        "go_seconds": go_seconds,
         "parse_timestamp": parse_timestamp,
         "parse_timestamp_text": parse_timestamp_text,
         "depends_on": helpers["depends_on"],

@@ -300,15 +300,23 @@ def _iso_upper(text: str) -> Decimal | None:
 _GO_MILLIS_RE = re.compile(r"(?:(\d{1,6})h)?(?:(\d{1,6})m)?(\d{1,6})(?:\.(\d{1,3}))?s")
 
 
+def go_seconds(text: str) -> Decimal | None:
+    """``parse_duration(text).value`` if ``text`` is in the API's own form, else None."""
+    match = _GO_MILLIS_RE.fullmatch(text)
+    if match is None:
+        return None
+    hours, minutes, seconds, fraction = match.groups()
+    millis = int(seconds) * 1000 + int((fraction or "").ljust(3, "0"))
+    millis += (int(hours or 0) * 60 + int(minutes or 0)) * 60_000
+    return Decimal(millis).scaleb(-3)  # the quantum's exponent, as quantize gives it
+
+
 def parse_duration(raw: Any) -> Parsed[Decimal]:
     """Seconds (3 decimals) from the duration forms in the module docstring."""
     if type(raw) is str:
-        match = _GO_MILLIS_RE.fullmatch(raw)
-        if match is not None:
-            hours, minutes, seconds, fraction = match.groups()
-            millis = int(seconds) * 1000 + int((fraction or "").ljust(3, "0"))
-            millis += (int(hours or 0) * 60 + int(minutes or 0)) * 60_000
-            return Parsed(Decimal(millis).scaleb(-3))  # the quantum's exponent, as quantize gives
+        seconds = go_seconds(raw)
+        if seconds is not None:
+            return Parsed(seconds)
     return _parse_duration(raw)
 
 
