@@ -34,6 +34,7 @@ Digester = Callable[[str], str]
 # the code a task's state depends on besides its JSON: reading, values, declarations, comparing
 _READING = (
     ("archive", "payload.py"),
+    ("archive", "readers.py"),
     ("archive", "values.py"),
     ("archive", "jsonload.py"),
     ("archive", "changelog.py"),

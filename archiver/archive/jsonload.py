@@ -47,6 +47,12 @@ def _check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
             raise JsonError(f"JSON nested deeper than {MAX_DEPTH} levels")
         below: list[Any] = []
         for node in level:
+            if type(node) is list:
+                try:  # only ints 0..255 (or bools) convert: the usual array of bytes, in C
+                    bytes(node)
+                    continue
+                except (TypeError, ValueError):
+                    pass
             children = node.values() if type(node) is dict else node
             if _CONTAINERS.isdisjoint(map(type, children)):  # most arrays hold only scalars: C
                 continue
@@ -71,8 +77,13 @@ def _pairs_hook(duplicates: list[str]) -> Any:
     return pairs_hook
 
 
-def loads(text: str | bytes) -> Decoded:
-    """Decode one JSON document; raise JsonError with a one-line reason on anything invalid."""
+def loads(text: str | bytes, *, depth: bool = True) -> Decoded:
+    """Decode one JSON document; raise JsonError with a one-line reason on anything invalid.
+
+    ``depth=False``: the caller checks the nesting itself (``check_depth``), as
+    ``archiver.archive.payload`` does when the canonical texts it builds anyway show the document
+    shallow enough to need no walk.
+    """
     if isinstance(text, bytes | bytearray):
         try:
             text = bytes(text).decode("utf-8")
@@ -100,9 +111,15 @@ def loads(text: str | bytes) -> Decoded:
         raise JsonError(f"not a usable JSON document: {exc}") from None
     except RecursionError:
         raise JsonError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    if depth:
+        check_depth(value)
+    return Decoded(value, duplicates)
+
+
+def check_depth(value: Any) -> None:
+    """Raise JsonError if ``value`` nests deeper than ``MAX_DEPTH`` (``loads`` checks this)."""
     if isinstance(value, dict | list):
         _check_depth(value)
-    return Decoded(value, duplicates)
 
 
 class _NotStreamable(Exception):
@@ -203,6 +220,10 @@ class CanonicalParts:
     text: str
     elements: list[str] | None  # of the array member named: each element's canonical text
     members: dict[str, str]  # the members named that the object has: their canonical texts
+    # at least the value's nesting depth: the opening brackets (those inside strings too) of its
+    # deepest member's text, and of the array member's deepest element; a container nests no
+    # deeper than it holds containers, and each one's text opens with a bracket
+    nesting: int = MAX_DEPTH + 1
 
 
 def canonical_parts(value: dict[str, Any], array: str, members: tuple[str, ...]) -> CanonicalParts:
@@ -220,17 +241,25 @@ def canonical_parts(value: dict[str, Any], array: str, members: tuple[str, ...])
     parts: list[str] = []
     elements: list[str] | None = None
     found: dict[str, str] = {}
+    deepest = 0
     for key in sorted(value):
         item = value[key]
         if key == array and type(item) is list:
             elements = [encode(element) for element in item]
             text = "[" + ",".join(elements) + "]"
+            nesting = 1 + max(map(_brackets, elements), default=0)
         else:
             text = encode(item)
+            nesting = _brackets(text)
+        deepest = max(deepest, nesting)
         if key in members:
             found[key] = text
         parts.append(encode(key) + ":" + text)
-    return CanonicalParts("{" + ",".join(parts) + "}", elements, found)
+    return CanonicalParts("{" + ",".join(parts) + "}", elements, found, 1 + deepest)
+
+
+def _brackets(text: str) -> int:
+    return text.count("[") + text.count("{")
 
 
 _WS = re.compile(r"[ \t\n\r]*")

@@ -12,6 +12,7 @@ raises ``PayloadError``. Everything else is archived, with each doubtful value r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,16 @@ from typing import Any
 
 from archiver import fields as declared
 from archiver.archive.digests import task_digester, val_errors_digester
-from archiver.archive.jsonload import JsonError, canonical, canonical_parts, loads
+from archiver.archive.jsonload import (
+    MAX_DEPTH,
+    CanonicalParts,
+    JsonError,
+    canonical,
+    canonical_parts,
+    check_depth,
+    loads,
+)
+from archiver.archive.readers import Reader, Unsupported, compile_reader
 from archiver.archive.values import (
     OUT_OF_RANGE,
     Parsed,
@@ -213,19 +223,44 @@ def _refuse_envelope(data: dict[str, Any], workflow_id: str | None, job_id: str 
 
 def decode(raw: str | bytes | Mapping[str, Any]) -> tuple[dict[str, Any], str, list[str]]:
     """(object, verbatim body, duplicate keys) from wire text or an already decoded object."""
+    data, body, duplicates, _ = _decode(raw)
+    return data, body, duplicates
+
+
+def _decode(
+    raw: str | bytes | Mapping[str, Any],
+) -> tuple[dict[str, Any], str, list[str], CanonicalParts]:
+    """``decode``, and the object's canonical parts (``identify`` hashes them).
+
+    The nesting is checked as ``loads`` checks it, before anything else is, but the walk over
+    the tree is left out where the canonical texts, built here anyway, show it shallow enough.
+    """
     if isinstance(raw, Mapping):
         data = dict(raw)
-        return data, canonical(data), []
+        return data, canonical(data), [], _parts(data)
     try:
-        decoded = loads(raw)
+        decoded = loads(raw, depth=False)
+        value = decoded.value
+        if not isinstance(value, dict):
+            check_depth(value)
+            raise PayloadError(
+                f"payload rejected: expected a JSON object, got {type(value).__name__}"
+            )
+        try:
+            parts = _parts(value)
+        except RecursionError:  # nested too deep for the encoder: the walk says how
+            check_depth(value)
+            raise
+        if parts.nesting > MAX_DEPTH:
+            check_depth(value)
     except JsonError as exc:
         raise PayloadError(f"payload rejected: {exc}") from None
-    if not isinstance(decoded.value, dict):
-        raise PayloadError(
-            f"payload rejected: expected a JSON object, got {type(decoded.value).__name__}"
-        )
     body = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw
-    return decoded.value, body, decoded.duplicate_keys
+    return value, body, decoded.duplicate_keys, parts
+
+
+def _parts(data: dict[str, Any]) -> CanonicalParts:
+    return canonical_parts(data, "tasks", ("val_errors",))
 
 
 @dataclass(slots=True)
@@ -278,7 +313,7 @@ def identify(
 ) -> Identified:
     """Decode, refuse an error envelope, check the ids (``workflow_id``/``job_id``, when given,
     must match) and hash."""
-    data, body, duplicates = decode(raw)
+    data, body, duplicates, parts = _decode(raw)
     _refuse_envelope(data, workflow_id, job_id)
     got_job = _identifier(data.get("id"), "job id")
     if got_job is None:
@@ -300,7 +335,6 @@ def identify(
             workflow_id=workflow_id,
             job_id=got_job,
         )
-    parts = canonical_parts(data, "tasks", ("val_errors",))
     digest = hashlib.sha256(parts.text.encode("ascii")).hexdigest()
     task_digests = None
     if parts.elements is not None:
@@ -379,7 +413,7 @@ def _read_fields(
 class _Plan:
     """How one entity's declared fields are read: built once per declaration."""
 
-    __slots__ = ("dependencies", "entity", "known", "steps")
+    __slots__ = ("dependencies", "entity", "known", "readers", "steps")
 
     def __init__(self, entity: tuple[Field, ...], other_keys: tuple[str, ...]) -> None:
         self.entity = entity
@@ -399,6 +433,22 @@ class _Plan:
             elif top not in grouped:
                 grouped.add(top)
                 self.steps.append((top, tuple(g for g in entity if g.top_key == top)))
+        # the compiled readers of these steps, by classifier (``archiver.archive.readers``)
+        self.readers: dict[int, tuple[StatusClassifier, Reader]] = {}
+
+    def reader(self, classifier: StatusClassifier) -> Reader:
+        """The steps compiled for ``classifier``, or the generic reader where they cannot be."""
+        hit = self.readers.get(id(classifier))
+        if hit is not None and hit[0] is classifier:
+            return hit[1]
+        try:
+            made = compile_reader(self.steps, self.known, classifier, _HELPERS)
+        except Unsupported:
+            made = functools.partial(_read_generic, self, classifier=classifier)
+        if len(self.readers) >= READERS_KEPT:
+            self.readers.clear()
+        self.readers[id(classifier)] = (classifier, made)
+        return made
 
 
 _PLANS: dict[int, _Plan] = {}
@@ -412,6 +462,9 @@ def _plan(entity: tuple[Field, ...], other_keys: tuple[str, ...]) -> _Plan:
     return plan
 
 
+READERS_KEPT = 8  # compiled readers per plan: one per classifier in use
+
+
 def _read_state(
     plan: _Plan,
     data: Mapping[str, Any],
@@ -420,6 +473,18 @@ def _read_state(
     task_id: str | None,
 ) -> dict[str, Any]:
     """Every declared field of one job or task, in declaration order (problems follow it)."""
+    return plan.reader(classifier)(data, out, task_id)
+
+
+def _read_generic(
+    plan: _Plan,
+    data: Mapping[str, Any],
+    out: _Collector,
+    task_id: str | None,
+    *,
+    classifier: StatusClassifier,
+) -> dict[str, Any]:
+    """``_read_state`` field by field: what the compiled reader does, written plainly."""
     get = data.get
     state: dict[str, Any] = {}
     for step in plan.steps:
@@ -580,6 +645,9 @@ def _depends_on(raw: Any, task_id: str | None, out: _Collector) -> list[str] | N
             deps.append(dep)
             seen.add(dep)
     return deps
+
+
+_HELPERS = {"depends_on": _depends_on, "extra": _extra}
 
 
 def _check_dependencies(tasks: dict[str, TaskRecord], out: _Collector) -> None:

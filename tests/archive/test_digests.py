@@ -255,6 +255,16 @@ def test_canonical_parts_are_the_canonical_text(
         assert parts.elements == [canonical(t) for t in value["tasks"]]
     if "val_errors" in value:
         assert parts.members["val_errors"] == canonical(value["val_errors"])
+    assert parts.nesting >= depth(value)
+
+
+def depth(value: Any) -> int:
+    """How many containers deep ``value`` nests (a scalar: 0)."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if not isinstance(value, list):
+        return 0
+    return 1 + max(map(depth, value), default=0)
 
 
 def test_a_task_read_with_a_problem_keeps_no_digest() -> None:

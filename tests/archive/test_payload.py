@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,8 @@ import factories
 import pytest
 
 import archiver
-from archiver.archive.payload import parse_payload
+from archiver.archive.jsonload import MAX_DEPTH, JsonError, loads
+from archiver.archive.payload import identify, parse_payload
 from archiver.errors import PayloadError
 from archiver.statuses import StatusClassifier
 
@@ -248,3 +250,42 @@ def test_problems_recorded_per_payload_are_bounded() -> None:
     doc = factories.job(tasks=0)
     doc["tasks"] = [0] * 20_000
     assert len(parse_payload(json.dumps(doc)).problems) <= 1000
+
+
+def nested(depth: int, text: str) -> Any:
+    """A value ``depth`` containers deep (lists and objects in turn), ``text`` at the bottom."""
+    value: Any = text
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("where", ["job", "task", "val_error", "tasks"])
+@pytest.mark.parametrize("text", ["x", "[[{{" * 40])  # brackets in a string are not nesting
+@pytest.mark.parametrize("extra", [-1, 0, 1])
+def test_nesting_is_refused_past_the_limit_wherever_it_stands(
+    where: str, text: str, extra: int
+) -> None:
+    """``identify`` checks the nesting from the canonical texts, walking the tree only where they
+    do not show it shallow enough: it refuses exactly what ``loads`` refuses, with its reason."""
+    job = factories.job(tasks=2, val_errors=1)
+    below = {"job": 1, "task": 3, "val_error": 3, "tasks": 2}[where]  # containers above it
+    value = nested(MAX_DEPTH - below + extra, text)
+    if where == "job":
+        job["x"] = value
+    elif where == "task":
+        job["tasks"][1]["x"] = value
+    elif where == "val_error":
+        job["val_errors"][0]["x"] = value
+    else:
+        job["tasks"].append(value)
+    body = json.dumps(job)
+    try:
+        loads(body)
+    except JsonError as exc:
+        with pytest.raises(PayloadError, match=re.escape(str(exc))):
+            identify(body)
+        assert extra > 0
+    else:
+        identify(body)
+        assert extra <= 0

@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import factories
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from archiver.archive import values
 from archiver.archive.payload import parse_payload
@@ -257,3 +259,38 @@ def test_a_long_digit_run_in_a_duration_is_read_in_linear_time(
         seen.clear()
         assert parse_duration("1" * digits + "x").problem
         assert max(seen, default=0) <= 64, seen
+
+
+@given(
+    st.one_of(st.none(), st.integers(0, 10**6)),
+    st.one_of(st.none(), st.integers(0, 10**6)),
+    st.integers(0, 10**6),
+    st.one_of(st.none(), st.text(alphabet="0123456789", min_size=1, max_size=3)),
+)
+@example(None, None, 0, None)
+@example(999_999, 999_999, 999_999, "999")
+def test_the_apis_duration_form_reads_as_every_other(
+    hours: int | None, minutes: int | None, seconds: int, fraction: str | None
+) -> None:
+    """``4m10.644s`` is read without Decimal arithmetic: to exactly what the general reading
+    gives (value and exponent), as it gives it for text with a sign or spaces around."""
+    text = "".join(
+        (
+            "" if hours is None else f"{hours}h",
+            "" if minutes is None else f"{minutes:02d}m",
+            str(seconds),
+            "" if fraction is None else f".{fraction}",
+            "s",
+        )
+    )
+    general = values._parse_duration(text)
+    assert repr(parse_duration(text)) == repr(general)
+    assert repr(parse_duration(f" +{text} ")) == repr(general)
+
+
+@pytest.mark.parametrize(
+    "text", ["2025-03-03T08:02:03.001928Z", "2025-03-03T08:02:03.0019281Z", "2025-03-03T08:02:03Z"]
+)
+def test_fraction_digits_past_microseconds_are_cut_or_left(text: str) -> None:
+    expected = datetime(2025, 3, 3, 8, 2, 3, 1928 if "." in text else 0, tzinfo=UTC)
+    assert parse_timestamp(text) == values.Parsed(expected)
