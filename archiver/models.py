@@ -406,11 +406,13 @@ class TaskVersion(TaskState, Chained, Base):
 
 
 class JobChange(Chained, Base):
-    """Append-only field-level audit log; ``entity_key`` is a task id or an error fingerprint."""
+    """Append-only field-level audit log; ``entity_key`` is a task id or an error fingerprint.
+
+    One job's rows are found through the chain index (migration 0011 dropped a second per-job
+    index by time); by field through ``(entity, field)``; by time through ``observed_at``."""
 
     __tablename__ = "job_changes"
     __table_args__ = (
-        Index(None, "workflow_id", "job_id", "observed_at"),
         Index(None, "observed_at"),
         Index(None, "entity", "field"),
         Index(None, "workflow_id", "job_id", "chain_seq", unique=True),
