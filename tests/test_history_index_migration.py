@@ -1,7 +1,8 @@
 """Migration 0011 drops ``job_changes``' per-job index by time; nothing an auditor reads changes.
 
-The archive is made at revision 0010 (the schema main had before 0011) by archiving a polled
-lifecycle of the simulator's jobs; ``archiver verify`` must be clean on it, after the upgrade and
+The archive of a polled lifecycle of the simulator's jobs is taken down to revision 0010 (the
+schema main had before 0011; ``tests/test_chain_hash_migration.py`` proves the hashes come back
+to the old form byte for byte); ``archiver verify`` must be clean on it, after the upgrade and
 after the downgrade, and ``archiver history`` must give the same rows in the same order.
 """
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.integration  # every test here opens a database
 INDEX = "ix_job_changes_workflow_id_job_id_observed_at"
 
 
-def _archive_lifecycle(engine: Engine) -> list[tuple[str, str]]:
+def archive_lifecycle(engine: Engine) -> list[tuple[str, str]]:
     """Three jobs polled every simulated minute for 40 minutes: queued, running, ended."""
     plans = [jobgen.plan_job(6, i, tasks=(3, 6)) for i in range(3)]
     sessions = db.session_factory(engine)
@@ -55,10 +56,12 @@ def _audit(engine: Engine, keys: list[tuple[str, str]]) -> list[list[ChangeRow]]
 def test_0011_drops_the_index_and_keeps_verify_clean_and_history_the_same(
     empty_db_url: str,
 ) -> None:
-    db.upgrade(empty_db_url, "0010")
+    db.upgrade(empty_db_url)
     engine = db.make_engine(empty_db_url)
     try:
-        keys = _archive_lifecycle(engine)
+        keys = archive_lifecycle(engine)
+        db.downgrade(empty_db_url, "0010")
+        engine.dispose()
         assert INDEX in _indexes(engine)
         before = _audit(engine, keys)
         assert all(len(h) > 20 for h in before)
