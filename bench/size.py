@@ -44,6 +44,7 @@ from bench import backends
 
 SEED = 6
 TARGET = 2.0  # archive bytes / raw bytes of the distinct payloads held
+TASKS = (10, 30)  # the generator's default: tasks per job, drawn between these
 HISTORY = ("job_snapshots", "job_versions", "task_versions", "job_changes")
 
 
@@ -92,9 +93,11 @@ class Measured:
         return out
 
 
-def lifecycle(jobs: int, *, seed: int = SEED) -> Iterator[tuple[int, list[Entry]]]:
+def lifecycle(
+    jobs: int, *, seed: int = SEED, tasks: tuple[int, int] = TASKS
+) -> Iterator[tuple[int, list[Entry]]]:
     """Each simulated minute's polls: every job not yet past its last change, then once more."""
-    plans = jobgen.population(seed, jobs)
+    plans = jobgen.population(seed, jobs, tasks=tasks)
     start = plans[0].start if plans else jobgen.DEFAULT_START
     last = {p.job_id: math.floor(p.settled_at / 60) + 1 for p in plans}
     for minute in range(max(last.values(), default=-1) + 1):
@@ -111,14 +114,20 @@ def _body(doc: dict[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
-def archive_lifecycle(url: str, jobs: int, after_minute: Callable[[], None] | None = None) -> int:
+def archive_lifecycle(
+    url: str,
+    jobs: int,
+    after_minute: Callable[[], None] | None = None,
+    *,
+    tasks: tuple[int, int] = TASKS,
+) -> int:
     """Run the lifecycle into the (migrated) archive at ``url``; the number of bodies sent.
     ``after_minute`` runs after each simulated minute's polls."""
     engine = db.make_engine(url)
     sessions = db.session_factory(engine)
     polls = 0
     try:
-        for _, entries in lifecycle(jobs):
+        for _, entries in lifecycle(jobs, tasks=tasks):
             for i in range(0, len(entries), BATCH_JOBS):
                 results = archive_batch(sessions, entries[i : i + BATCH_JOBS])
                 failed = [r for r in results if isinstance(r, Exception)]
@@ -132,7 +141,9 @@ def archive_lifecycle(url: str, jobs: int, after_minute: Callable[[], None] | No
     return polls
 
 
-def measure(backend: str, jobs: int, postgres_url: str) -> Measured:
+def measure(
+    backend: str, jobs: int, postgres_url: str, *, tasks: tuple[int, int] = TASKS
+) -> Measured:
     """The lifecycle into a fresh archive on ``backend``; its sizes as written, then compacted."""
     sizes = _sqlite if backend == "sqlite" else _postgres
     with backends.fresh(backend, ("archive",), postgres_url) as dbs:
@@ -144,7 +155,7 @@ def measure(backend: str, jobs: int, postgres_url: str) -> Measured:
                 con.autocommit = True
                 vacuum = _autovacuum_off(con, database.schema)
             started = time.perf_counter()
-            polls = archive_lifecycle(database.url, jobs, vacuum)
+            polls = archive_lifecycle(database.url, jobs, vacuum, tasks=tasks)
             seconds = time.perf_counter() - started
             if backend == "sqlite":
                 con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -298,6 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=20, help="jobs in the lifecycle (default 20)")
     parser.add_argument("--backends", default="sqlite,postgresql", help="sqlite,postgresql")
     parser.add_argument(
+        "--tasks",
+        default=f"{TASKS[0]},{TASKS[1]}",
+        help="MIN,MAX tasks per job (default 10,30: the generator's); fewer: smaller payloads",
+    )
+    parser.add_argument(
         "--postgres-url",
         default=os.environ.get("BENCH_POSTGRES_URL", backends.DEFAULT_POSTGRES_URL),
         help="server for the PostgreSQL figures (a schema is made and dropped)",
@@ -307,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wanted = tuple(b for b in args.backends.split(",") if b)
     if set(wanted) - {"sqlite", "postgresql"}:
         parser.error("--backends: sqlite and/or postgresql")
+    low, high = (int(x) for x in args.tasks.split(","))
     results = []
     for backend in wanted:
         if backend == "postgresql":
@@ -314,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if reason:
                 print(f"postgresql: skipped: {reason}\n")
                 continue
-        m = measure(backend, args.jobs, args.postgres_url)
+        m = measure(backend, args.jobs, args.postgres_url, tasks=(low, high))
         results.append(m)
         print(render(m))
         print()
