@@ -88,9 +88,9 @@ class Digest(TypeDecorator[str]):
             return dialect.type_descriptor(mysql.VARBINARY(64))
         return dialect.type_descriptor(LargeBinary())
 
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
-        if value is None:
-            return None
+    def process_bind_param(self, value: str | bytes | None, dialect: Dialect) -> bytes | None:
+        if value is None or isinstance(value, bytes):  # None, or already the digest's bytes
+            return value
         try:
             return bytes.fromhex(value) if len(value) == 64 else value.encode("utf-8")
         except ValueError:  # not hex: kept as its own bytes, which no hash equals

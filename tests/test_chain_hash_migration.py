@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import Engine, select, text, update
+from sqlalchemy.dialects import sqlite
 from test_history_index_migration import archive_lifecycle
 
 from archiver import db
 from archiver.audit.verify import verify
 from archiver.models import CHANGES, JOB_VERSIONS, SNAPSHOTS, TASK_VERSIONS
+from archiver.sqltypes import Digest
 
 pytestmark = pytest.mark.integration  # every test here opens a database
 
@@ -117,3 +119,36 @@ def test_0012_stores_32_bytes_and_keeps_every_chain_verifying(empty_db_url: str)
         assert _breaks(engine) == []
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("ab" * 32, bytes.fromhex("ab" * 32)),  # a hash: its 32 bytes
+        (bytes(range(32)), bytes(range(32))),  # already bytes: as they are
+        ("zz" * 32, b"zz" * 32),  # 64 characters, not hex: its own bytes, never a hash
+        ("not-a-hash", b"not-a-hash"),
+        (None, None),
+    ],
+)
+def test_digest_binds_the_hashes_bytes_and_anything_else_as_its_own(
+    given: str | bytes | None, stored: bytes | None
+) -> None:
+    digest = Digest()
+    dialect = sqlite.dialect()
+    assert digest.process_bind_param(given, dialect) == stored
+
+
+@pytest.mark.parametrize(
+    ("held", "read"),
+    [
+        (bytes.fromhex("0f" * 32), "0f" * 32),
+        (memoryview(bytes.fromhex("0f" * 32)), "0f" * 32),  # some drivers hand a view
+        ("text left in a SQLite BLOB column", "text left in a SQLite BLOB column"),
+        (None, None),
+    ],
+)
+def test_digest_reads_bytes_as_hex_and_text_as_it_is(
+    held: bytes | memoryview | str | None, read: str | None
+) -> None:
+    assert Digest().process_result_value(held, sqlite.dialect()) == read
