@@ -28,7 +28,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import mysql
 
 revision: str = "0012"
 down_revision: str | None = "0011"
@@ -60,27 +59,20 @@ def upgrade() -> None:
             with op.batch_alter_table(table) as batch:
                 for column in COLUMNS:
                     batch.alter_column(column, type_=sa.LargeBinary(), existing_type=sa.String(64))
-        elif name == "postgresql":
-            for column in COLUMNS:
-                op.alter_column(
-                    table,
-                    column,
-                    type_=sa.LargeBinary(),
-                    existing_type=sa.String(64),
-                    postgresql_using=(
-                        f"CASE WHEN {column} ~ '^[0-9a-f]{{64}}$' THEN decode({column}, 'hex') "
-                        f"ELSE convert_to({column}, 'UTF8') END"
-                    ),
-                )
-        else:  # MySQL / MariaDB: the text's bytes first, then the hex decoded in place
-            for column in COLUMNS:
-                op.alter_column(
-                    table, column, type_=mysql.VARBINARY(64), existing_type=sa.String(64)
-                )
-                op.execute(
-                    f"UPDATE {table} SET {column} = UNHEX({column}) "
-                    f"WHERE {column} REGEXP '^[0-9a-f]{{64}}$'"
-                )
+        elif name == "postgresql":  # one ALTER: the table is rewritten once, not per column
+            changes = ", ".join(
+                f"ALTER COLUMN {c} TYPE bytea USING CASE WHEN {c} ~ '^[0-9a-f]{{64}}$' "
+                f"THEN decode({c}, 'hex') ELSE convert_to({c}, 'UTF8') END"
+                for c in COLUMNS
+            )
+            op.execute(f"ALTER TABLE {table} {changes}")
+        else:  # MySQL / MariaDB: the text's bytes first (one table copy), then hex decoded
+            changes = ", ".join(f"MODIFY {c} VARBINARY(64) NULL" for c in COLUMNS)
+            op.execute(f"ALTER TABLE {table} {changes}")
+            sets = ", ".join(
+                f"{c} = IF({c} REGEXP '^[0-9a-f]{{64}}$', UNHEX({c}), {c})" for c in COLUMNS
+            )
+            op.execute(f"UPDATE {table} SET {sets}")
     if name == "sqlite":
         _views_unbound(False)
 
@@ -108,25 +100,16 @@ def downgrade() -> None:
                 for column in COLUMNS:
                     batch.alter_column(column, type_=sa.String(64), existing_type=sa.LargeBinary())
         elif name == "postgresql":
-            for column in COLUMNS:
-                op.alter_column(
-                    table,
-                    column,
-                    type_=sa.String(64),
-                    existing_type=sa.LargeBinary(),
-                    postgresql_using=(
-                        f"CASE WHEN octet_length({column}) = 32 THEN encode({column}, 'hex') "
-                        f"ELSE convert_from({column}, 'UTF8') END"
-                    ),
-                )
+            changes = ", ".join(
+                f"ALTER COLUMN {c} TYPE varchar(64) USING CASE WHEN octet_length({c}) = 32 "
+                f"THEN encode({c}, 'hex') ELSE convert_from({c}, 'UTF8') END"
+                for c in COLUMNS
+            )
+            op.execute(f"ALTER TABLE {table} {changes}")
         else:
-            for column in COLUMNS:
-                op.execute(
-                    f"UPDATE {table} SET {column} = LOWER(HEX({column})) "
-                    f"WHERE LENGTH({column}) = 32"
-                )
-                op.alter_column(
-                    table, column, type_=sa.String(64), existing_type=mysql.VARBINARY(64)
-                )
+            sets = ", ".join(f"{c} = IF(LENGTH({c}) = 32, LOWER(HEX({c})), {c})" for c in COLUMNS)
+            op.execute(f"UPDATE {table} SET {sets}")
+            changes = ", ".join(f"MODIFY {c} VARCHAR(64) NULL" for c in COLUMNS)
+            op.execute(f"ALTER TABLE {table} {changes}")
     if name == "sqlite":
         _views_unbound(False)
