@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from archiver.fields import ID_MAX
-from archiver.sqltypes import BigIntPK, LongText, UTCDateTime
+from archiver.sqltypes import BigIntPK, Digest, LongText, UTCDateTime
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -124,8 +124,9 @@ class Chained:
 
     chain_version: Mapped[int] = mapped_column(SmallInteger)
     chain_seq: Mapped[int | None]
-    prev_sha256: Mapped[str | None] = mapped_column(SHA)
-    row_sha256: Mapped[str | None] = mapped_column(SHA)
+    # 32 bytes each, read and written as hex (``archiver.sqltypes.Digest``, migration 0012)
+    prev_sha256: Mapped[str | None] = mapped_column(Digest)
+    row_sha256: Mapped[str | None] = mapped_column(Digest)
 
 
 class TrackedJob(Base):
@@ -406,11 +407,13 @@ class TaskVersion(TaskState, Chained, Base):
 
 
 class JobChange(Chained, Base):
-    """Append-only field-level audit log; ``entity_key`` is a task id or an error fingerprint."""
+    """Append-only field-level audit log; ``entity_key`` is a task id or an error fingerprint.
+
+    One job's rows are found through the chain index (migration 0011 dropped a second per-job
+    index by time); by field through ``(entity, field)``; by time through ``observed_at``."""
 
     __tablename__ = "job_changes"
     __table_args__ = (
-        Index(None, "workflow_id", "job_id", "observed_at"),
         Index(None, "observed_at"),
         Index(None, "entity", "field"),
         Index(None, "workflow_id", "job_id", "chain_seq", unique=True),

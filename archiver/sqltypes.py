@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Integer, Text
+from sqlalchemy import BigInteger, DateTime, Dialect, Integer, LargeBinary, Text
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.types import TypeDecorator
 
@@ -67,3 +67,36 @@ BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
 # TEXT on MySQL holds 64 KB; payloads and messages can be megabytes.
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+class Digest(TypeDecorator[str]):
+    """A SHA-256 stored as its 32 bytes, read and written as the 64-character lowercase hex that
+    hashing and ``archiver verify`` compare (half the bytes of hex text, on every row of the four
+    history tables; migration 0012).
+
+    BLOB on SQLite, ``bytea`` on PostgreSQL, ``VARBINARY(64)`` on MySQL/MariaDB (room for a value
+    the migration found that was not a hash, kept as its own bytes). A stored value that is not
+    32 bytes (or, on SQLite, is text) is read back as it is or as the hex of its bytes, never
+    taken for a valid hash: ``verify`` reports the row.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.VARBINARY(64))
+        return dialect.type_descriptor(LargeBinary())
+
+    def process_bind_param(self, value: str | bytes | None, dialect: Dialect) -> bytes | None:
+        if value is None or isinstance(value, bytes):  # None, or already the digest's bytes
+            return value
+        try:
+            return bytes.fromhex(value) if len(value) == 64 else value.encode("utf-8")
+        except ValueError:  # not hex: kept as its own bytes, which no hash equals
+            return value.encode("utf-8")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return bytes(value).hex()

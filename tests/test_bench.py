@@ -8,6 +8,7 @@ Why: nobody runs a benchmark until they need its numbers, and then it has rotted
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,51 @@ def test_the_watched_workflows_benchmark_runs_and_fetches_only_the_changed_jobs(
     assert [c.strip() for c in listing[:2]] == ["14", "10"]  # 4 listings + 10 fetches; 10 jobs
     assert listing[4].strip() == "yes"  # requests <= 4 + 1.1 * 10
     assert [c.strip() for c in rows["per-job polling (every tracked job)"][:2]] == ["200", "200"]
+
+
+def test_the_size_bench_adds_up_and_counts_the_raw_bytes_of_the_bodies_held(
+    tmp_path: Path,
+) -> None:
+    """``python -m bench.size`` tiny (2 jobs): every byte of the total is in one relation, and the
+    raw figure is the bytes of the bodies that changed from one poll to the next (one snapshot
+    each), worked out here from the same lifecycle without the archive."""
+    from bench.size import lifecycle
+
+    backends = "sqlite"
+    postgres = os.environ.get("ARCHIVER_TEST_POSTGRES_URL")
+    extra = ["--postgres-url", postgres] if postgres else []
+    if postgres:
+        backends += ",postgresql"
+    out = tmp_path / "size.json"
+    done = run_module(
+        "bench.size", "--jobs", "2", "--backends", backends, "--json", str(out), *extra
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # per job, in poll order: a body unlike the one before it is a new snapshot
+    by_job: dict[str, list[str]] = {}
+    for _, entries in lifecycle(2):
+        for entry in entries:
+            assert isinstance(entry.raw, str)
+            by_job.setdefault(json.loads(entry.raw)["id"], []).append(entry.raw)
+    polls = sum(len(bodies) for bodies in by_job.values())
+    held = snapshots = 0
+    for bodies in by_job.values():
+        previous = None
+        for body in bodies:
+            if body != previous:
+                held += len(body.encode("utf-8"))
+                snapshots += 1
+            previous = body
+    results = json.loads(out.read_text())
+    assert [r["backend"] for r in results] == backends.split(",")
+    for r in results:
+        assert r["polls"] == polls
+        assert (r["snapshots"], r["raw_bytes"]) == (snapshots, held)
+        for size, other in (("bytes", "other_bytes"), ("compacted", "other_compacted")):
+            parts = sum(rel[size] for rel in r["relations"]) + r[other]
+            assert parts == r["total" if size == "bytes" else "total_compacted"]
+        assert sum(r["per_table"].values()) + r["other_bytes"] == r["total"]
+        history = {rel["name"] for rel in r["relations"] if rel["kind"] == "table"}
+        assert {"job_snapshots", "job_changes", "task_versions", "job_versions"} <= history
+        assert r["ratio"] == r["total"] / r["raw_bytes"]
+        assert f"{r['total']:,}" in done.stdout

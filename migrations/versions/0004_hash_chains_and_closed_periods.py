@@ -244,8 +244,9 @@ def _chain_existing_rows() -> None:
                     .where(t.c.id == sa.bindparam("b_id"))
                     .values(
                         chain_seq=sa.bindparam("b_seq"),
-                        prev_sha256=sa.bindparam("b_prev"),
-                        row_sha256=sa.bindparam("b_hash"),
+                        # hex text, as this revision stores it (today's models bind bytes: 0012)
+                        prev_sha256=sa.bindparam("b_prev", type_=sa.String(64)),
+                        row_sha256=sa.bindparam("b_hash", type_=sa.String(64)),
                     ),
                     params,
                 )
