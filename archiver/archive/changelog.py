@@ -8,12 +8,14 @@ the log sees one spelling per value on every database).
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from archiver.archive.jsonload import canonical
+from archiver.archive.jsontext import fast_encode
 
 
 def as_text(value: Any) -> str | None:
@@ -34,7 +36,13 @@ def as_text(value: Any) -> str | None:
         return _time_text(value)
     if isinstance(value, int | str):
         return str(value)
-    return canonical(value)
+    return _canonical(value)
+
+
+# ``canonical`` (``archiver.archive.jsonload``) without its per-call setup: every history row's
+# hash spells its JSON values, so this runs per array of every task version. Same options, so
+# the same text (``tests/archive/test_changelog.py`` holds the two to that).
+_canonical = fast_encode(json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True))
 
 
 @functools.lru_cache(maxsize=4096)

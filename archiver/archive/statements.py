@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import JSON, and_, bindparam, delete, insert, update
 from sqlalchemy.orm import Session
 
+from archiver.archive.jsontext import dumps
 from archiver.archive.payload import VAL_ERROR_FIELDS
 from archiver.archive.results import JobKey
 from archiver.db import upsert_statement
@@ -182,13 +183,16 @@ class _Prepared:
     def parameters(self, rows: Sequence[Mapping[str, Any]], serialized: dict[int, Any]) -> Any:
         """Driver parameters; ``serialized`` remembers JSON documents by identity, which holds
         because every row (so every document) stays alive and unchanged while it is used."""
+        get = serialized.get
 
         def once(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            null = process(None)  # the JSON type's NULL: SQL NULL or the text null
+
             def serialize(value: Any) -> Any:
                 if value is None:
-                    return process(value)
+                    return null
                 key = id(value)
-                done = serialized.get(key)
+                done = get(key)
                 if done is None:
                     done = serialized[key] = process(value)
                 return done
@@ -239,6 +243,28 @@ def _time_processor(dialect: Any) -> Callable[[Any], Any] | None:
     return None if process is None else functools.lru_cache(maxsize=16384)(process)
 
 
+def _json_processor(json_type: JSON, dialect: Any) -> Callable[[Any], Any] | None:
+    """The JSON type's bind processor, or where it is SQLAlchemy's own (``json.dumps`` of the
+    value, no string processing) the same text without ``json.dumps``' setup per call."""
+    impl: Any = json_type.dialect_impl(dialect)
+    process = impl.bind_processor(dialect)
+    if (
+        process is None
+        or getattr(dialect, "_json_serializer", None) is not None
+        or type(impl).bind_processor is not JSON.bind_processor
+        or impl._str_impl.bind_processor(dialect) is not None
+    ):
+        return process
+
+    def serialize(value: Any) -> Any:
+        kind = value.__class__
+        if kind is list or kind is dict or kind is str or kind is int:
+            return dumps(value)
+        return process(value)  # None, JSON.NULL, sql.null(), floats, ...: as SQLAlchemy does
+
+    return serialize
+
+
 @functools.lru_cache(maxsize=128)
 def _prepared(kind: str, dialect: Any, columns: tuple[str, ...]) -> _Prepared:
     compiled: Any = statement(kind, dialect.name, columns).compile(
@@ -251,6 +277,8 @@ def _prepared(kind: str, dialect: Any, columns: tuple[str, ...]) -> _Prepared:
     for kind_of in types:
         if isinstance(kind_of, UTCDateTime):
             processors.append(_time_processor(dialect))
+        elif isinstance(kind_of, JSON):
+            processors.append(_json_processor(kind_of, dialect))
         else:
             processors.append(kind_of.dialect_impl(dialect).bind_processor(dialect))
     return _Prepared(
