@@ -22,11 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
 from archiver import fields as declared
-from archiver.archive.changelog import as_text
+from archiver.archive.changelog import as_text, texts
 from archiver.archive.jsontext import fast_encode
 from archiver.fields import Field
 
@@ -184,19 +186,28 @@ def _encoder(
     """``encode`` for one table and encoding, written out column by column.
 
     The text is ``[f"v{version}", table, [as_text(value) per covered column]]`` as compact ASCII
-    JSON. Generated (as ``dataclasses`` generates ``__init__``) because most values are text or
-    NULL, which ``as_text`` returns as they are, and calling it per value of every history row
-    was most of the chain's cost; the others still go through ``as_text``.
+    JSON. Generated (as ``dataclasses`` generates ``__init__``) because calling ``as_text`` per
+    value of every history row was most of the chain's cost: text and NULL pass as they are, the
+    usual kinds go straight to the spelling ``as_text`` would pick for them (``texts``), any
+    other to ``as_text`` itself.
     """
     values = ", ".join(
-        f"(v if (v := row[{name!r}]).__class__ is str or v is None else as_text(v))"
+        f"(v if (k := (v := row[{name!r}]).__class__) is str or v is None"
+        " else time_text(v) if k is datetime else decimal_text(v) if k is Decimal"
+        " else json_text(v) if k is list or k is dict else str(v) if k is int else as_text(v))"
         for name in columns
     )
     source = (
         "def encode(row):\n"
         f"    return dump([{f'v{version}'!r}, {table!r}, [{values}]]).encode('ascii')\n"
     )
-    namespace: dict[str, Any] = {"as_text": as_text, "dump": _dump}
+    namespace: dict[str, Any] = {
+        "as_text": as_text,
+        "dump": _dump,
+        "datetime": datetime,
+        "Decimal": Decimal,
+        **texts(),
+    }
     exec(source, namespace)  # noqa: S102 - the names are the declared columns
     return namespace["encode"]
 

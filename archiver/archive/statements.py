@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, and_, bindparam, delete, insert, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from archiver.archive.jsontext import dumps
@@ -150,6 +151,7 @@ class Writes:
     def execute(self, session: Session) -> None:
         connection = session.connection()
         dialect = connection.dialect
+        copy = dialect.name == "postgresql" and dialect.driver == "psycopg"
         # a task's JSON values sit in its tasks row and its task_versions row: serialized once
         serialized: dict[int, Any] = {}
         for kind in KINDS:
@@ -158,8 +160,46 @@ class Writes:
                 columns = tuple(rows[0])
                 # every row of a kind comes from one builder; a stray key would be dropped
                 assert all(len(row) == len(columns) for row in rows), kind
+                if copy and kind in APPENDED:
+                    _copy(connection, _copy_prepared(kind, dialect, columns), rows, serialized)
+                    continue
                 prepared = _prepared(kind, dialect, columns)
                 connection.exec_driver_sql(prepared.sql, prepared.parameters(rows, serialized))
+
+
+# the kinds whose rows are only ever inserted, never upserted: on PostgreSQL (psycopg 3) they go
+# in by COPY, which costs the server a fraction of one INSERT per row. COPY takes the rows in
+# order in the transaction's connection, so ids, order and atomicity are those of the INSERTs.
+APPENDED: dict[str, Any] = {
+    "snapshot": SNAPSHOTS,
+    "job_version": JOB_VERSIONS,
+    "task_version": TASK_VERSIONS,
+    "change": CHANGES,
+    "problem": PROBLEMS,
+}
+
+
+def _copy(
+    connection: Connection,
+    prepared: _Prepared,
+    rows: Sequence[Mapping[str, Any]],
+    serialized: dict[int, Any],
+) -> None:
+    """``COPY … FROM STDIN`` of the rows, as text: each value is what the INSERT would have
+    bound (the same bind processors), spelled by psycopg's text dumpers; a driver error is
+    raised as SQLAlchemy raises it for a statement (``DBAPIError``, the connection invalidated
+    when it is gone), so callers tell conflicts, refusals and outages apart as before."""
+    values = prepared.parameters(rows, serialized)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(prepared.sql) as copy:
+            write = copy.write_row
+            for row in values:
+                write(row)
+    except Exception as exc:
+        connection._handle_dbapi_exception(exc, prepared.sql, None, cursor, None)
+    finally:
+        cursor.close()
 
 
 @dataclass(frozen=True, eq=False)
@@ -273,19 +313,36 @@ def _prepared(kind: str, dialect: Any, columns: tuple[str, ...]) -> _Prepared:
     names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.binds)
     escaped = compiled.escaped_bind_names or {}
     types = [compiled.binds[n].type for n in names]
-    processors = []
-    for kind_of in types:
-        if isinstance(kind_of, UTCDateTime):
-            processors.append(_time_processor(dialect))
-        elif isinstance(kind_of, JSON):
-            processors.append(_json_processor(kind_of, dialect))
-        else:
-            processors.append(kind_of.dialect_impl(dialect).bind_processor(dialect))
     return _Prepared(
         sql=compiled.string,
         names=names,
         keys=tuple(escaped.get(n, n) for n in names),
-        processors=tuple(processors),
+        processors=tuple(_processor(t, dialect) for t in types),
         json=tuple(isinstance(t, JSON) for t in types),
         positional=bool(compiled.positional),
     )
+
+
+@functools.lru_cache(maxsize=32)
+def _copy_prepared(kind: str, dialect: Any, columns: tuple[str, ...]) -> _Prepared:
+    """The COPY of an appended kind: its columns in the rows' order, values as tuples."""
+    table = APPENDED[kind]
+    quote = dialect.identifier_preparer
+    listed = ", ".join(quote.quote(c) for c in columns)
+    types = [table.c[c].type for c in columns]
+    return _Prepared(
+        sql=f"COPY {quote.format_table(table)} ({listed}) FROM STDIN",
+        names=columns,
+        keys=columns,
+        processors=tuple(_processor(t, dialect) for t in types),
+        json=tuple(isinstance(t, JSON) for t in types),
+        positional=True,
+    )
+
+
+def _processor(kind_of: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    if isinstance(kind_of, UTCDateTime):
+        return _time_processor(dialect)
+    if isinstance(kind_of, JSON):
+        return _json_processor(kind_of, dialect)
+    return kind_of.dialect_impl(dialect).bind_processor(dialect)
