@@ -5,7 +5,8 @@ Planning (``archiver.archive.plan``) gathers parameter sets per kind of statemen
 parameter sets. It hands them to the driver's ``executemany`` directly, through statements
 compiled once per dialect and the same bind processors SQLAlchemy would apply (``_Prepared``):
 ``session.execute(statement(kind, ...), rows)`` writes exactly the same rows, only slower
-(``tests/archive/test_statements.py`` holds the two to that).
+(``tests/archive/test_statements.py`` holds the two to that). On PostgreSQL with psycopg 3 the
+append-only history rows (``APPENDED``) go in by ``COPY`` instead, same values, same order.
 """
 
 from __future__ import annotations
