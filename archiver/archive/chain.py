@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
 from archiver import fields as declared
-from archiver.archive.changelog import as_text
+from archiver.archive.changelog import as_text, texts
+from archiver.archive.jsontext import fast_encode
 from archiver.fields import Field
 
 GENESIS = "0" * 64
@@ -165,12 +168,52 @@ def encode(table: str, row: Mapping[str, Any]) -> bytes:
     """One spelling per row whatever database it was read back from (``as_text`` per value), in
     the encoding the row names; its version is in the text, so editing it breaks the hash."""
     version = row["chain_version"]
-    values = [as_text(row[name]) for name in covered(table, version)]
-    return _ENCODER.encode([f"v{version}", table, values]).encode("ascii")
+    key = (table, version, covered(table, version))
+    encoder = _ENCODERS.get(key)
+    if encoder is None:
+        encoder = _ENCODERS[key] = _encoder(*key)
+    return encoder(row)
 
 
-# what json.dumps(ensure_ascii=True, separators=(",", ":")) builds on every call, built once
-_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+# (table, version, its columns) -> encode for such rows; the columns are in the key because a
+# test may swap the declaration (and so ``ENCODINGS``)
+_ENCODERS: dict[tuple[str, int, tuple[str, ...]], Callable[[Mapping[str, Any]], bytes]] = {}
+
+
+def _encoder(
+    table: str, version: int, columns: tuple[str, ...]
+) -> Callable[[Mapping[str, Any]], bytes]:
+    """``encode`` for one table and encoding, written out column by column.
+
+    The text is ``[f"v{version}", table, [as_text(value) per covered column]]`` as compact ASCII
+    JSON. Generated (as ``dataclasses`` generates ``__init__``) because calling ``as_text`` per
+    value of every history row was most of the chain's cost: text and NULL pass as they are, the
+    usual kinds go straight to the spelling ``as_text`` would pick for them (``texts``), any
+    other to ``as_text`` itself.
+    """
+    values = ", ".join(
+        f"(v if (k := (v := row[{name!r}]).__class__) is str or v is None"
+        " else time_text(v) if k is datetime else decimal_text(v) if k is Decimal"
+        " else json_text(v) if k is list or k is dict else str(v) if k is int else as_text(v))"
+        for name in columns
+    )
+    source = (
+        "def encode(row):\n"
+        f"    return dump([{f'v{version}'!r}, {table!r}, [{values}]]).encode('ascii')\n"
+    )
+    namespace: dict[str, Any] = {
+        "as_text": as_text,
+        "dump": _dump,
+        "datetime": datetime,
+        "Decimal": Decimal,
+        **texts(),
+    }
+    exec(source, namespace)  # noqa: S102 - the names are the declared columns
+    return namespace["encode"]
+
+
+# json.dumps(ensure_ascii=True, separators=(",", ":")), its C encoder built once
+_dump = fast_encode(json.JSONEncoder(ensure_ascii=True, separators=(",", ":")))
 
 
 def row_hash(prev: str, table: str, row: Mapping[str, Any]) -> str:

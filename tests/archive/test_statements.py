@@ -9,7 +9,8 @@ a different archive on one database only, and nothing else would notice until a 
 A sequence of payloads that uses every kind of statement of the catalogue is planned step by step
 against one database; each step's ``Writes`` goes into that database through the fast path and
 into a second, fresh database through ``session.execute``, and after every step both hold the same
-rows in every table: read back through the models' types, and as the driver returns them.
+rows in every table: read back through the models' types, and as the driver returns them. On
+PostgreSQL the append-only kinds take ``COPY`` (``statements.APPENDED``): compared the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver import db
+from archiver.archive import statements
 from archiver.archive.payload import identify
 from archiver.archive.plan import plan
 from archiver.archive.statements import KINDS, Writes, statement
@@ -136,7 +138,17 @@ def open_sessions(url: str) -> tuple[Engine, sessionmaker[Session]]:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_fast_executemany_writes_what_sqlalchemy_writes(backend: str, tmp_path: Path) -> None:
+def test_the_fast_executemany_writes_what_sqlalchemy_writes(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copied: set[str] = set()  # the tables written by COPY
+    real_copy = statements._copy
+
+    def copy_and_note(connection: Any, prepared: Any, rows: Any, serialized: Any) -> None:
+        copied.add(prepared.sql.split()[1].strip('"'))
+        real_copy(connection, prepared, rows, serialized)
+
+    monkeypatch.setattr(statements, "_copy", copy_and_note)
     fast_dir, plain_dir = tmp_path / "fast", tmp_path / "plain"
     fast_dir.mkdir()
     plain_dir.mkdir()
@@ -168,3 +180,5 @@ def test_the_fast_executemany_writes_what_sqlalchemy_writes(backend: str, tmp_pa
             fast_engine.dispose()
             plain_engine.dispose()
     assert used == set(KINDS), f"kinds never written: {sorted(set(KINDS) - used)}"
+    by_copy = {t.name for t in statements.APPENDED.values()} if backend == "postgresql" else set()
+    assert copied == by_copy
