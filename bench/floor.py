@@ -14,7 +14,8 @@ jobs (the archiver's own batch, ``archiver.archive.ingest.BATCH_JOBS``), each st
 batch with every job's parameter sets:
 
 * one read of the batch's current job rows (any change detection needs the stored state);
-* new rows: the dialect upsert on the table's natural key (plain INSERT for append-only tables);
+* new rows: the dialect upsert on the table's natural key (plain INSERT for append-only tables;
+  COPY on PostgreSQL, as the archiver writes them);
 * changed rows: an UPDATE of the changed columns only; when every row of a job in a table got
   the same new value (``last_seen_at`` moving), one set-based UPDATE per job instead;
 * vanished rows: DELETE by natural key.
@@ -105,6 +106,9 @@ class Floor:
             self.src.autocommit = True  # reads only; never hold a snapshot while the archiver runs
         self.marks: dict[str, int] = {}
         self.reads_jobs = "jobs" in {t.name for t in self.tables}
+        # PostgreSQL: the plain INSERT of an append-only table -> its COPY, which the archiver
+        # uses for the same tables (``archiver.archive.statements.APPENDED``)
+        self.copies: dict[str, str] = {}
 
     def close(self) -> None:
         self.src.close()
@@ -266,6 +270,8 @@ class Floor:
     def _insert_sql(self, table: Table, *, upsert: bool) -> str:
         marks = ", ".join([self.ph] * len(table.columns))
         sql = f"INSERT INTO {table.name} ({', '.join(table.columns)}) VALUES ({marks})"
+        if not upsert:
+            self.copies[sql] = f"COPY {table.name} ({', '.join(table.columns)}) FROM STDIN"
         if upsert and table.key:
             updates = ", ".join(f"{c} = excluded.{c}" for c in table.columns if c not in table.key)
             action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
@@ -301,5 +307,11 @@ class Floor:
                 cur.execute(sql, params[0])
                 cur.fetchall()
             for sql, params in merged.items():
-                cur.executemany(sql, params)
+                copy = self.copies.get(sql)
+                if copy is None:
+                    cur.executemany(sql, params)
+                    continue
+                with cur.copy(copy) as rows:
+                    for row in params:
+                        rows.write_row(row)
         con.commit()
