@@ -6,6 +6,7 @@ migration must describe the schema of its own day, not today's models).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,15 +70,19 @@ BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")  # what hashing writes; bytes.fromhex would take more
+
+
 class Digest(TypeDecorator[str]):
     """A SHA-256 stored as its 32 bytes, read and written as the 64-character lowercase hex that
     hashing and ``archiver verify`` compare (half the bytes of hex text, on every row of the four
     history tables; migration 0012).
 
     BLOB on SQLite, ``bytea`` on PostgreSQL, ``VARBINARY(64)`` on MySQL/MariaDB (room for a value
-    the migration found that was not a hash, kept as its own bytes). A stored value that is not
-    32 bytes (or, on SQLite, is text) is read back as it is or as the hex of its bytes, never
-    taken for a valid hash: ``verify`` reports the row.
+    the migration found that was not a hash, kept as its own bytes). Only exactly 64 lowercase
+    hex characters are taken as a digest; any other text is stored as its own bytes. Whatever is
+    stored is read back as the hex of its bytes (or, on SQLite, as the text it is), which equals
+    the hash computed for the row only if the row's hash was stored: ``verify`` reports the rest.
     """
 
     impl = LargeBinary
@@ -91,10 +96,9 @@ class Digest(TypeDecorator[str]):
     def process_bind_param(self, value: str | bytes | None, dialect: Dialect) -> bytes | None:
         if value is None or isinstance(value, bytes):  # None, or already the digest's bytes
             return value
-        try:
-            return bytes.fromhex(value) if len(value) == 64 else value.encode("utf-8")
-        except ValueError:  # not hex: kept as its own bytes, which no hash equals
-            return value.encode("utf-8")
+        if _HEX_DIGEST.fullmatch(value):
+            return bytes.fromhex(value)
+        return value.encode("utf-8")  # not a digest's hex: kept as its own bytes
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
         if value is None or isinstance(value, str):

@@ -128,6 +128,8 @@ def test_0012_stores_32_bytes_and_keeps_every_chain_verifying(empty_db_url: str)
         (bytes(range(32)), bytes(range(32))),  # already bytes: as they are
         ("zz" * 32, b"zz" * 32),  # 64 characters, not hex: its own bytes, never a hash
         ("not-a-hash", b"not-a-hash"),
+        ("AB" * 32, b"AB" * 32),  # upper case is not what hashing writes: its own bytes
+        ("ab" * 31 + " \n", b"ab" * 31 + b" \n"),  # 64 characters bytes.fromhex would take
         (None, None),
     ],
 )

@@ -14,10 +14,11 @@ chains an archive had, and every anchor taken of them, stay valid. In SQL the he
 ``lower(hex(row_sha256))`` on SQLite and MariaDB and ``encode(row_sha256, 'hex')`` on PostgreSQL.
 
 Only a value that is exactly 64 lowercase hex characters is converted; anything else (a row
-someone wrote by hand) is kept as its own bytes, which never read back as the hash they held,
-so ``verify`` reports such a row after the migration as it did before. The job's head
+someone wrote by hand) is kept as its own bytes, which never read back as the hash computed for
+the row, so ``verify`` reports such a row after the migration as it did before. The job's head
 (``jobs.chain_sha256``) and anchors keep their hex: one value per job, not per row. The downgrade
-writes every 32-byte value back as hex.
+writes every 32-byte value back as hex (so a hand-written value of exactly 32 characters comes
+back as the hex of its bytes: still not the row's hash, still reported).
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ def upgrade() -> None:
             "archiver_unhex", 1, _unhex, deterministic=True
         )
         _views_unbound(True)
+    try:
+        _upgrade(name)
+    finally:  # the connection may be the caller's: never hand it back in the legacy mode
+        if name == "sqlite":
+            _views_unbound(False)
+
+
+def _upgrade(name: str) -> None:
     for table in CHAINED:
         if name == "sqlite":
             sets = ", ".join(f"{c} = archiver_unhex({c})" for c in COLUMNS)
@@ -70,11 +79,12 @@ def upgrade() -> None:
             changes = ", ".join(f"MODIFY {c} VARBINARY(64) NULL" for c in COLUMNS)
             op.execute(f"ALTER TABLE {table} {changes}")
             sets = ", ".join(
-                f"{c} = IF({c} REGEXP '^[0-9a-f]{{64}}$', UNHEX({c}), {c})" for c in COLUMNS
+                # matched as ASCII text: MySQL 8.0.22+ refuses REGEXP on a binary string
+                f"{c} = IF(CONVERT({c} USING ascii) COLLATE ascii_bin REGEXP '^[0-9a-f]{{64}}$', "
+                f"UNHEX({c}), {c})"
+                for c in COLUMNS
             )
             op.execute(f"UPDATE {table} SET {sets}")
-    if name == "sqlite":
-        _views_unbound(False)
 
 
 def _views_unbound(on: bool) -> None:
@@ -88,6 +98,14 @@ def downgrade() -> None:
     name = op.get_bind().dialect.name
     if name == "sqlite":
         _views_unbound(True)
+    try:
+        _downgrade(name)
+    finally:
+        if name == "sqlite":
+            _views_unbound(False)
+
+
+def _downgrade(name: str) -> None:
     for table in CHAINED:
         if name == "sqlite":  # hex first: the copy casts the values to the column's new type
             sets = ", ".join(
@@ -111,5 +129,3 @@ def downgrade() -> None:
             op.execute(f"UPDATE {table} SET {sets}")
             changes = ", ".join(f"MODIFY {c} VARCHAR(64) NULL" for c in COLUMNS)
             op.execute(f"ALTER TABLE {table} {changes}")
-    if name == "sqlite":
-        _views_unbound(False)
