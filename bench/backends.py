@@ -9,6 +9,7 @@ imposes and nothing the driver setup adds or saves.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
 import sqlite3
@@ -22,6 +23,19 @@ from typing import Any
 from archiver import db
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def add_output_options(parser: argparse.ArgumentParser, figures: str) -> None:
+    """``--postgres-url`` (default ``BENCH_POSTGRES_URL``) and ``--json``, as every harness
+    spells them."""
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        help=f"server for the PostgreSQL {figures} (a schema per run is made and dropped)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON here")
+
+
 _names = itertools.count()
 
 

@@ -318,12 +318,7 @@ def parse(argv: Sequence[str] | None) -> tuple[Config, str | None]:
     parser.add_argument("--tracked", type=_ints, help="two tracked-set sizes for memory ('': none)")
     parser.add_argument("--due", type=int, help="jobs due in each memory sync")
     parser.add_argument("--concurrency", type=int, help="sync and fetch threads (default 8)")
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("BENCH_POSTGRES_URL", backends.DEFAULT_POSTGRES_URL),
-        help="server for the PostgreSQL rows (a schema per run is made and dropped)",
-    )
-    parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON here")
+    backends.add_output_options(parser, "rows")
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
     given = {

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -313,12 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=f"{TASKS[0]},{TASKS[1]}",
         help="MIN,MAX tasks per job (default 10,30: the generator's); fewer: smaller payloads",
     )
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("BENCH_POSTGRES_URL", backends.DEFAULT_POSTGRES_URL),
-        help="server for the PostgreSQL figures (a schema is made and dropped)",
-    )
-    parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON here")
+    backends.add_output_options(parser, "figures")
     args = parser.parse_args(argv)
     wanted = tuple(b for b in args.backends.split(",") if b)
     if set(wanted) - {"sqlite", "postgresql"}:
