@@ -191,6 +191,9 @@ def _copy(
     raised as SQLAlchemy raises it for a statement (``DBAPIError``, the connection invalidated
     when it is gone), so callers tell conflicts, refusals and outages apart as before."""
     values = prepared.parameters(rows, serialized)
+    if connection._echo:  # logged where SQLAlchemy logs the INSERTs (``echo``, engine logger)
+        connection._log_info(prepared.sql)
+        connection._log_info("[%d rows]", len(values))
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         with cursor.copy(prepared.sql) as copy:
